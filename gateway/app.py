@@ -1,0 +1,37 @@
+"""Builds the proxy app: the request pipeline, written once, in order."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.middleware.capture import capture
+from gateway.middleware.metrics import metrics
+from gateway.middleware.request_id import add_request_id_header, request_id
+from gateway.middleware.route import route
+from gateway.state import STATE, GatewayState
+from gateway.upstream.proxy import proxy
+
+PIPELINE = [
+    request_id,  # accept or mint X-Request-ID; bind it to the log context
+    metrics,  # time and count EVERY response, rejections included (reads the route afterwards)
+    capture,  # the one place where an exception becomes problem+json and an error event
+    route,  # pick the route once; inside capture so that "no route" is a 404 problem
+]
+"""The middleware chain; the handler behind it is the upstream step."""
+
+
+def build_proxy_app(state: GatewayState) -> web.Application:
+    limits = state.current.policy.limits
+    app = web.Application(
+        middlewares=PIPELINE,
+        handler_args={
+            # Bodies travel as they came: a gzip upload reaches the upstream still gzipped.
+            "auto_decompress": False,
+            "max_line_size": limits.max_header_line,
+            "max_field_size": limits.max_header_size,
+        },
+    )
+    app[STATE] = state
+    app.on_response_prepare.append(add_request_id_header)
+    app.router.add_route("*", "/{tail:.*}", proxy)
+    return app

@@ -1,0 +1,32 @@
+"""Accept a well-formed X-Request-ID or mint one; bind it to every log line of the request."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.state import REQUEST_ID
+
+# Ids travel into logs and upstream headers: accept only short, printable, header-safe ones.
+_WELL_FORMED = re.compile(r"^[A-Za-z0-9._:+=/-]{1,128}$")
+
+
+@web.middleware
+async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
+    offered = request.headers.get("X-Request-ID")
+    rid = offered if offered and _WELL_FORMED.match(offered) else uuid.uuid4().hex
+    request[REQUEST_ID] = rid
+    # Each request runs in its own task, so this binding is seen by that request's lines only.
+    structlog.contextvars.bind_contextvars(request_id=rid)
+    return await handler(request)
+
+
+async def add_request_id_header(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """on_response_prepare hook: every response, streamed or not, carries the request id."""
+    rid = request.get(REQUEST_ID)
+    if rid is not None:
+        response.headers["X-Request-ID"] = rid

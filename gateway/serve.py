@@ -1,0 +1,164 @@
+"""The process: its four ports, signals, policy watching, drain and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from gateway.admin.app import build_admin_app
+from gateway.app import build_proxy_app
+from gateway.demo import build_demo_app
+from gateway.health.app import build_health_app
+from gateway.observability.logs import configure_logging, get_logger
+from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.metrics_app import build_metrics_app
+from gateway.policy.loader import load_policy
+from gateway.state import GatewayState
+from gateway.upstream.client import AiohttpUpstreamClient
+
+log = get_logger("gateway.serve")
+
+WATCH_INTERVAL = 1.0
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(eq=False)
+class Gateway:
+    """One gateway process's listeners; `start` binds them, `stop` drains and closes them."""
+
+    policy_path: str
+    state: GatewayState | None = None
+    addresses: dict[str, str] = field(default_factory=dict)
+    _runners: dict[str, web.AppRunner] = field(default_factory=dict)
+    _demo: web.AppRunner | None = None
+    _watcher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        loaded = load_policy(self.policy_path)
+        policy = loaded.policy
+        configure_logging(policy.logging.level)
+        default_upstream = "http://127.0.0.1:3000"
+        if policy.upstream.url is None:
+            self._demo = web.AppRunner(build_demo_app(), access_log=None)
+            await self._demo.setup()
+            demo_site = web.TCPSite(self._demo, "127.0.0.1", 0)
+            await demo_site.start()
+            default_upstream = f"http://{_bound(demo_site)}"
+            log.info("demo_upstream_started", url=default_upstream)
+        self.state = GatewayState.create(
+            loaded,
+            metrics=GatewayMetrics(),
+            upstream=AiohttpUpstreamClient(policy.upstream.max_connections),
+            policy_path=self.policy_path,
+            default_upstream_url=default_upstream,
+        )
+        apps = {
+            "proxy": build_proxy_app(self.state),
+            "health": build_health_app(self.state),
+            "metrics": build_metrics_app(self.state),
+            "admin": build_admin_app(self.state),
+        }
+        for name, app in apps.items():
+            # Our own access log replaces aiohttp's; the grace period bounds in-flight requests.
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=policy.shutdown.grace)
+            await runner.setup()
+            host, port = split_host_port(getattr(policy.listen, name))
+            site = web.TCPSite(runner, host, port, reuse_address=True)
+            await site.start()
+            self._runners[name] = runner
+            self.addresses[name] = _bound(site)
+        self._watcher = asyncio.create_task(self._watch_policy())
+        log.info(
+            "gateway_started",
+            generation=self.state.current.generation,
+            **{f"{name}_url": f"http://{address}" for name, address in self.addresses.items()},
+        )
+
+    async def stop(self) -> None:
+        """Turn unready, keep serving for the drain period, then let in-flight requests finish."""
+        assert self.state is not None
+        self.state.draining = True
+        drain = self.state.current.policy.shutdown.drain
+        log.info("draining", drain_s=drain)
+        await asyncio.sleep(drain)
+        if self._watcher is not None:
+            self._watcher.cancel()
+        # The proxy first: it waits (up to the grace period) for requests in flight.
+        for name in ("proxy", "admin", "metrics", "health"):
+            runner = self._runners.pop(name, None)
+            if runner is not None:
+                await runner.cleanup()
+        await self.state.upstream.close()
+        if self._demo is not None:
+            await self._demo.cleanup()
+        log.info("stopped")
+
+    async def _watch_policy(self) -> None:
+        """Reload when the file changes, including Kubernetes' ConfigMap symlink swap."""
+        assert self.state is not None
+        seen = _fingerprint(self.policy_path)
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            now = _fingerprint(self.policy_path)
+            if now != seen:
+                seen = now
+                self.state.reload()
+
+
+def _fingerprint(path: str) -> tuple[str, int, int, int] | None:
+    # stat follows symlinks, so a ConfigMap's `..data` swap changes the inode seen here.
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return os.path.realpath(path), info.st_ino, info.st_mtime_ns, info.st_size
+
+
+def _bound(site: web.TCPSite) -> str:
+    # aiohttp keeps the listening server private, and port 0 needs its socket to be known.
+    server = site._server
+    assert server is not None
+    host, port = server.sockets[0].getsockname()[:2]  # type: ignore[attr-defined]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def run(policy_path: str) -> int:
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads the policy."""
+    gateway = Gateway(policy_path)
+    await gateway.start()
+    assert gateway.state is not None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, gateway.state.reload)
+    print_urls(gateway.addresses)
+    await stop.wait()
+    started = time.monotonic()
+    await gateway.stop()
+    log.info("exit", shutdown_s=round(time.monotonic() - started, 3))
+    with contextlib.suppress(NotImplementedError):
+        loop.remove_signal_handler(signal.SIGTERM)
+    return 0
+
+
+def print_urls(addresses: dict[str, str]) -> None:
+    proxy, health, metrics = addresses["proxy"], addresses["health"], addresses["metrics"]
+    print(
+        "\ngateway is up. Try:\n"
+        f"  curl -i http://{proxy}/api/echo\n"
+        f"  curl http://{health}/health\n"
+        f"  curl http://{metrics}/metrics\n"
+        f"  admin: http://{addresses['admin']}/admin/policy\n",
+        flush=True,
+    )

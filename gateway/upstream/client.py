@@ -1,0 +1,130 @@
+"""The one small interface to the upstream, and its aiohttp implementation.
+
+A Python proxy spends most of its time in its upstream client (../shared/notes/perf.md), so the
+proxy handler depends only on `UpstreamClient`; a leaner implementation can replace this one.
+Foreign errors are mapped here, once, to UpstreamConnectError and UpstreamTimeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from gateway.errors import UpstreamConnectError, UpstreamTimeout
+
+CHUNK_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """connect: to open a connection; read: until response headers, and between body chunks."""
+
+    connect: float
+    read: float
+
+
+class UpstreamResponse(Protocol):
+    status: int
+    reason: str | None
+    headers: CIMultiDictProxy[str]
+
+    def body(self) -> AsyncIterator[bytes]:
+        """The response body, chunk by chunk; raises UpstreamConnectError/UpstreamTimeout."""
+        ...
+
+    def release(self) -> None:
+        """Return the connection to the pool (or drop it if the body was not read to the end)."""
+        ...
+
+
+class UpstreamClient(Protocol):
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: CIMultiDict[str],
+        body: AsyncIterable[bytes] | None,
+        timeouts: Timeouts,
+    ) -> UpstreamResponse:
+        """Send one request; raise UpstreamConnectError or UpstreamTimeout when it fails."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class _AiohttpResponse:
+    __slots__ = ("_response", "headers", "reason", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.reason = response.reason
+        self.headers = response.headers
+
+    async def body(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_chunked(CHUNK_SIZE):
+                yield chunk
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout("The upstream stopped sending its response") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamConnectError("The upstream broke off its response") from exc
+
+    def release(self) -> None:
+        self._response.release()
+
+
+class AiohttpUpstreamClient:
+    """Pooled keep-alive connections through aiohttp's client."""
+
+    def __init__(self, max_connections: int) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max_connections, enable_cleanup_closed=True),
+            # A proxy must not keep cookies: one client's cookie would reach another's request.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            trust_env=False,
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: CIMultiDict[str],
+        body: AsyncIterable[bytes] | None,
+        timeouts: Timeouts,
+    ) -> UpstreamResponse:
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeouts.connect, sock_read=timeouts.read
+        )
+        try:
+            async with asyncio.timeout(timeouts.connect + timeouts.read):
+                response = await self._session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=body,
+                    allow_redirects=False,
+                    timeout=timeout,
+                    compress=None,
+                )
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout("The upstream did not answer in time") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamConnectError("The upstream could not be reached") from exc
+        return _AiohttpResponse(response)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The underlying session, for WebSocket upgrades."""
+        return self._session
+
+    async def close(self) -> None:
+        await self._session.close()
