@@ -104,3 +104,6 @@ ROUTE = web.RequestKey("route", RouteRuntime)
 CLIENT_IP = web.RequestKey("client_ip", str)
 BYTES_IN = web.RequestKey("bytes_in", int)
 BYTES_OUT = web.RequestKey("bytes_out", int)
+BODY = web.RequestKey("body", bytes)
+"""The request body, once a step had to read it whole (validation, retries); the proxy then
+sends these bytes, with their own Content-Length, instead of streaming the client's body."""
