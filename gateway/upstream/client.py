@@ -48,7 +48,7 @@ class UpstreamClient(Protocol):
         method: str,
         url: str,
         headers: CIMultiDict[str],
-        body: AsyncIterable[bytes] | None,
+        body: bytes | AsyncIterable[bytes] | None,
         timeouts: Timeouts,
     ) -> UpstreamResponse:
         """Send one request; raise UpstreamConnectError or UpstreamTimeout when it fails."""
@@ -98,7 +98,7 @@ class AiohttpUpstreamClient:
         method: str,
         url: str,
         headers: CIMultiDict[str],
-        body: AsyncIterable[bytes] | None,
+        body: bytes | AsyncIterable[bytes] | None,
         timeouts: Timeouts,
     ) -> UpstreamResponse:
         timeout = aiohttp.ClientTimeout(

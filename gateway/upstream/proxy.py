@@ -13,7 +13,7 @@ from yarl import URL
 from gateway.errors import UpstreamConnectError, UpstreamTimeout
 from gateway.observability.logs import get_logger
 from gateway.runtime import RouteRuntime
-from gateway.state import BYTES_IN, BYTES_OUT, REQUEST_ID, ROUTE, STATE
+from gateway.state import BODY, BYTES_IN, BYTES_OUT, REQUEST_ID, ROUTE, STATE
 from gateway.upstream.client import CHUNK_SIZE, UpstreamResponse
 from gateway.upstream.headers import add_forwarded, end_to_end, is_trusted_peer
 from gateway.upstream.websocket import is_websocket_upgrade, proxy_websocket
@@ -32,13 +32,18 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     if is_websocket_upgrade(request):
         return await proxy_websocket(request, url, headers, route.upstream.timeouts)
 
-    body = _counted_body(request) if request.body_exists else None
-    if (
-        body is not None
-        and "Content-Length" in request.headers
-        and ("Transfer-Encoding" not in request.headers)
-    ):
-        headers["Content-Length"] = request.headers["Content-Length"]
+    body: bytes | AsyncIterator[bytes] | None
+    buffered = request.get(BODY)
+    if buffered is not None:
+        body = buffered
+        request[BYTES_IN] = len(buffered)
+        headers["Content-Length"] = str(len(buffered))
+    elif request.body_exists:
+        body = _counted_body(request)
+        if "Content-Length" in request.headers and "Transfer-Encoding" not in request.headers:
+            headers["Content-Length"] = request.headers["Content-Length"]
+    else:
+        body = None
     loop = asyncio.get_running_loop()
     sent_at = loop.time()
     upstream = await state.upstream.send(
