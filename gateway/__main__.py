@@ -8,7 +8,7 @@ import json
 import sys
 
 from gateway.errors import PolicyError
-from gateway.policy.loader import load_policy
+from gateway.policy.loader import EXTENSION_PREFIX, load_policy
 from gateway.policy.model import Policy
 
 DEFAULT_POLICY = "config/example.yaml"
@@ -17,16 +17,23 @@ DEFAULT_POLICY = "config/example.yaml"
 def _run(args: argparse.Namespace) -> int:
     from gateway.serve import run
 
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return asyncio.run(run(args.policy))
+    # Checked before any loop or port exists, so a bad policy is a message and exit 2 either way.
     try:
         load_policy(args.policy)
     except PolicyError as exc:
         print(exc, file=sys.stderr)
         return 2
-    return uvloop.run(run(args.policy))
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    try:
+        return runner(run(args.policy))
+    except OSError as exc:  # a port already taken, an address not on this host
+        print(f"gateway: cannot start: {exc}", file=sys.stderr)
+        return 1
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -47,6 +54,7 @@ def _schema(_: argparse.Namespace) -> int:
     schema = Policy.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "gateway policy"
+    schema["patternProperties"] = {f"^{EXTENSION_PREFIX}": {}}
     print(json.dumps(schema, indent=2))
     return 0
 

@@ -5,12 +5,27 @@
      └── Rejection                    every error that becomes an HTTP answer
           ├── NoRouteMatched          no_route                404
           ├── BadRequest              bad_request             400
+          │    ├── ContentLengthMismatch content_length_mismatch 400
+          │    ├── InvalidUtf8         invalid_utf8            400
+          │    ├── InvalidJson         invalid_json            400
+          │    ├── DuplicateJsonKey    duplicate_json_key      400
+          │    ├── JsonTooComplex      json_too_complex        400
+          │    ├── SchemaViolation     schema_violation        400
+          │    ├── TooManyQueryParams  too_many_query_params   400
+          │    ├── FormRejected        form_rejected           400
+          │    └── UnsafeUrl           unsafe_url              400
+          ├── MethodNotAllowed        method_not_allowed      405  (Allow)
           ├── PayloadTooLarge         payload_too_large       413
+          ├── UriTooLong              uri_too_long            414
           ├── UnsupportedMediaType    unsupported_media_type  415
+          ├── HeaderFieldsTooLarge    header_fields_too_large 431
           ├── RateLimited             rate_limited            429
           ├── StoreUnavailable        store_unavailable       503
           ├── UpstreamConnectError    upstream_connect_error  502
           ├── UpstreamTimeout         upstream_timeout        504
+          ├── CircuitOpen             circuit_open            503  (Retry-After: time left open)
+          ├── BulkheadFull            bulkhead_full           503
+          ├── RetryBudgetExhausted    retry_budget_exhausted  503
           └── InternalError           gateway_exception       500
 
 Foreign errors (aiohttp.ClientError, asyncio.TimeoutError, redis.RedisError) are mapped to these,
@@ -74,6 +89,73 @@ class BadRequest(Rejection):
     title = "Bad request"
 
 
+# Validation rejections carry the extensions `check` (which check failed), and where it applies
+# `pointer` (RFC 6901, into the body, query or headers) and `expected`.
+
+
+class ContentLengthMismatch(BadRequest):
+    reason = "content_length_mismatch"
+    title = "The body does not match its Content-Length"
+
+
+class InvalidUtf8(BadRequest):
+    reason = "invalid_utf8"
+    title = "The body is not valid UTF-8"
+
+
+class InvalidJson(BadRequest):
+    reason = "invalid_json"
+    title = "The body is not valid JSON"
+
+
+class DuplicateJsonKey(BadRequest):
+    reason = "duplicate_json_key"
+    title = "A JSON object repeats a key"
+
+
+class JsonTooComplex(BadRequest):
+    reason = "json_too_complex"
+    title = "The JSON body exceeds a structural limit"
+
+
+class SchemaViolation(BadRequest):
+    reason = "schema_violation"
+    title = "The request does not match its schema"
+
+
+class TooManyQueryParams(BadRequest):
+    reason = "too_many_query_params"
+    title = "Too many query parameters"
+
+
+class FormRejected(BadRequest):
+    reason = "form_rejected"
+    title = "The form body is refused"
+
+
+class UnsafeUrl(BadRequest):
+    reason = "unsafe_url"
+    title = "A URL field points at an internal address"
+
+
+class MethodNotAllowed(Rejection):
+    status = 405
+    reason = "method_not_allowed"
+    title = "Method not allowed"
+
+
+class UriTooLong(Rejection):
+    status = 414
+    reason = "uri_too_long"
+    title = "URI too long"
+
+
+class HeaderFieldsTooLarge(Rejection):
+    status = 431
+    reason = "header_fields_too_large"
+    title = "Request header fields too large"
+
+
 class PayloadTooLarge(Rejection):
     status = 413
     reason = "payload_too_large"
@@ -108,6 +190,26 @@ class UpstreamTimeout(Rejection):
     status = 504
     reason = "upstream_timeout"
     title = "Upstream timed out"
+
+
+class CircuitOpen(Rejection):
+    status = 503
+    reason = "circuit_open"
+    title = "Upstream circuit open"
+
+
+class BulkheadFull(Rejection):
+    status = 503
+    reason = "bulkhead_full"
+    title = "Too many requests in flight to the upstream"
+
+
+class RetryBudgetExhausted(Rejection):
+    """A try failed without a response, and the route's retry budget allows no more retries."""
+
+    status = 503
+    reason = "retry_budget_exhausted"
+    title = "Upstream failed and the retry budget is spent"
 
 
 class InternalError(Rejection):

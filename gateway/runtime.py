@@ -13,8 +13,11 @@ from urllib.parse import urlsplit
 
 from gateway.policy.loader import LoadedPolicy
 from gateway.policy.model import Match, Policy, Route, Upstream
+from gateway.ratelimit.limiter import RouteLimiter
+from gateway.resilience.compile import ResilienceCompiler, RouteResilience
 from gateway.upstream.client import Timeouts
 from gateway.upstream.headers import IPNetwork, parse_networks
+from gateway.validation.validator import Validator, compile_validator
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,9 @@ class RouteRuntime:
     policy: Route
     matcher: RouteMatcher
     upstream: UpstreamTarget
+    limiter: RouteLimiter | None = None
+    resilience: RouteResilience | None = None
+    validator: Validator | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +128,10 @@ def compile_policy(
 ) -> CompiledPolicy:
     """Build the runtime objects; `previous` lets stateful parts keep their state on reload."""
     policy = loaded.policy
+    resilience = ResilienceCompiler(
+        (r.resilience for r in previous.routes) if previous else (),
+        policy.upstream.url or default_upstream_url,
+    )
     routes = tuple(
         RouteRuntime(
             name=route.name,
@@ -130,8 +140,16 @@ def compile_policy(
             upstream=UpstreamTarget.from_policy(
                 route.upstream or policy.upstream, policy.upstream.url or default_upstream_url
             ),
+            resilience=resilience.compile(route),
+            # Counters live in the store under keys naming the rule's definition: an unchanged
+            # rule finds its counters again after a reload, a changed one starts afresh.
+            limiter=RouteLimiter(route.rate_limit, on_error=policy.store.on_error)
+            if route.rate_limit
+            else None,
+            # JSON Schemas and sanitizers are compiled here, once per load, never per request.
+            validator=compile_validator(route, index, loaded.source),
         )
-        for route in policy.routes
+        for index, route in enumerate(policy.routes)
     )
     return CompiledPolicy(
         loaded=loaded,

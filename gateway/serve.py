@@ -19,8 +19,10 @@ from gateway.observability.logs import configure_logging, get_logger
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.metrics_app import build_metrics_app
 from gateway.policy.loader import load_policy
+from gateway.ratelimit.lifecycle import close_limit_store, open_limit_store
 from gateway.state import GatewayState
 from gateway.upstream.client import AiohttpUpstreamClient
+from gateway.upstream.listener import ProxyRunner
 
 log = get_logger("gateway.serve")
 
@@ -44,6 +46,8 @@ class Gateway:
     _watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        # Taken before the read: an edit landing between the two is then seen as a change.
+        fingerprint = _fingerprint(self.policy_path)
         loaded = load_policy(self.policy_path)
         policy = loaded.policy
         configure_logging(policy.logging.level)
@@ -62,6 +66,7 @@ class Gateway:
             policy_path=self.policy_path,
             default_upstream_url=default_upstream,
         )
+        open_limit_store(self.state)
         apps = {
             "proxy": build_proxy_app(self.state),
             "health": build_health_app(self.state),
@@ -70,27 +75,37 @@ class Gateway:
         }
         for name, app in apps.items():
             # Our own access log replaces aiohttp's; the grace period bounds in-flight requests.
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=policy.shutdown.grace)
+            # The proxy's runner answers requests aiohttp's parser refuses as problem+json too.
+            runner_type = ProxyRunner if name == "proxy" else web.AppRunner
+            runner = runner_type(app, access_log=None, shutdown_timeout=policy.shutdown.grace)
             await runner.setup()
             host, port = split_host_port(getattr(policy.listen, name))
             site = web.TCPSite(runner, host, port, reuse_address=True)
             await site.start()
             self._runners[name] = runner
             self.addresses[name] = _bound(site)
-        self._watcher = asyncio.create_task(self._watch_policy())
+        self._watcher = asyncio.create_task(self._watch_policy(fingerprint))
         log.info(
             "gateway_started",
             generation=self.state.current.generation,
             **{f"{name}_url": f"http://{address}" for name, address in self.addresses.items()},
         )
 
-    async def stop(self) -> None:
-        """Turn unready, keep serving for the drain period, then let in-flight requests finish."""
+    async def stop(self, cut_drain: asyncio.Event | None = None) -> None:
+        """Turn unready, keep serving for the drain period, then let in-flight requests finish.
+
+        The drain gives load balancers time to see /readyz fail and stop sending; connections
+        and new requests are served as usual meanwhile. `cut_drain` (a second signal) ends it.
+        """
         assert self.state is not None
         self.state.draining = True
-        drain = self.state.current.policy.shutdown.drain
-        log.info("draining", drain_s=drain)
-        await asyncio.sleep(drain)
+        shutdown = self.state.current.policy.shutdown
+        log.info("draining", drain_s=shutdown.drain, grace_s=shutdown.grace)
+        if cut_drain is None:
+            await asyncio.sleep(shutdown.drain)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(cut_drain.wait(), shutdown.drain)
         if self._watcher is not None:
             self._watcher.cancel()
         # The proxy first: it waits (up to the grace period) for requests in flight.
@@ -99,24 +114,37 @@ class Gateway:
             if runner is not None:
                 await runner.cleanup()
         await self.state.upstream.close()
+        await close_limit_store(self.state)
         if self._demo is not None:
             await self._demo.cleanup()
         log.info("stopped")
 
-    async def _watch_policy(self) -> None:
+    async def _watch_policy(self, seen: Fingerprint | None) -> None:
         """Reload when the file changes, including Kubernetes' ConfigMap symlink swap."""
         assert self.state is not None
-        seen = _fingerprint(self.policy_path)
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
             now = _fingerprint(self.policy_path)
-            if now != seen:
-                seen = now
-                self.state.reload()
+            if now == seen:
+                continue
+            seen = now
+            try:
+                self.state.reload(trigger="watch")
+            except Exception:  # the watcher must outlive any one bad reload
+                log.exception("policy_watch_failed", path=self.policy_path)
 
 
-def _fingerprint(path: str) -> tuple[str, int, int, int] | None:
-    # stat follows symlinks, so a ConfigMap's `..data` swap changes the inode seen here.
+Fingerprint = tuple[str, int, int, int]
+"""The resolved path, inode, mtime (ns) and size of the policy file."""
+
+
+def _fingerprint(path: str) -> Fingerprint | None:
+    """What changes when the file does, whether edited in place, replaced, or swapped in.
+
+    A ConfigMap volume points policy.yaml at `..data/policy.yaml` and swaps the `..data`
+    symlink to a new timestamped directory: the resolved path and the inode change even when
+    the size and mtime happen to match. stat follows the symlinks.
+    """
     try:
         info = os.stat(path)
     except OSError:
@@ -135,17 +163,19 @@ def _bound(site: web.TCPSite) -> str:
 async def run(policy_path: str) -> int:
     """Serve until SIGTERM or SIGINT; SIGHUP reloads the policy."""
     gateway = Gateway(policy_path)
-    await gateway.start()
-    assert gateway.state is not None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Before start: a SIGTERM that arrives while the ports open still drains instead of killing.
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, gateway.state.reload)
+    await gateway.start()
+    assert gateway.state is not None
+    loop.add_signal_handler(signal.SIGHUP, gateway.state.reload, "sighup")
     print_urls(gateway.addresses)
     await stop.wait()
     started = time.monotonic()
-    await gateway.stop()
+    stop.clear()  # a second SIGTERM/SIGINT ends the drain early
+    await gateway.stop(cut_drain=stop)
     log.info("exit", shutdown_s=round(time.monotonic() - started, 3))
     with contextlib.suppress(NotImplementedError):
         loop.remove_signal_handler(signal.SIGTERM)

@@ -12,6 +12,7 @@ HITS = web.AppKey("hits", dict[str, int])
 
 async def echo(request: web.Request) -> web.Response:
     """Answers with what it received: method, path, query, headers and body."""
+    request.app[HITS]["echo"] = request.app[HITS].get("echo", 0) + 1
     body = await request.read()
     return web.json_response(
         {
@@ -41,12 +42,17 @@ async def slow(request: web.Request) -> web.Response:
 
 
 async def flaky(request: web.Request) -> web.Response:
-    """Fails the first `fail` calls (default 2) with 503, then succeeds."""
+    """Fails the first `fail` calls (default 2) with 503 (and ?retry_after=N), then succeeds,
+    answering the body it received; ?delay=S holds every answer S seconds."""
     hits = request.app[HITS]
     hits["flaky"] = hits.get("flaky", 0) + 1
+    body = await request.read()
+    await asyncio.sleep(float(request.query.get("delay", "0")))
     if hits["flaky"] <= int(request.query.get("fail", "2")):
-        return web.Response(status=503, text="unavailable")
-    return web.Response(text="recovered")
+        retry_after = request.query.get("retry_after")
+        headers = {"Retry-After": retry_after} if retry_after else {}
+        return web.Response(status=503, text="unavailable", headers=headers)
+    return web.Response(body=b"recovered" + (b":" + body if body else b""))
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
@@ -68,7 +74,7 @@ async def sized(request: web.Request) -> web.StreamResponse:
     response.content_length = total
     await response.prepare(request)
     block = b"y" * (1 << 20)
-    sent = 0
+    sent = total if request.method == "HEAD" else 0  # aiohttp would write a HEAD body as told
     while sent < total:
         piece = block[: min(len(block), total - sent)]
         await response.write(piece)
@@ -97,15 +103,27 @@ async def truncated(request: web.Request) -> web.StreamResponse:
 
 
 async def ws(request: web.Request) -> web.WebSocketResponse:
-    """Echoes text and binary frames; the `chat` subprotocol is accepted."""
+    """Echoes text and binary frames, closes with 4000 on "close", accepts subprotocol `chat`."""
     socket = web.WebSocketResponse(protocols=["chat"])
     await socket.prepare(request)
     async for message in socket:
-        if message.type == WSMsgType.TEXT:
+        if message.type == WSMsgType.TEXT and message.data == "close":
+            await socket.close(code=4000)
+        elif message.type == WSMsgType.TEXT:
             await socket.send_str("echo:" + message.data)
         elif message.type == WSMsgType.BINARY:
             await socket.send_bytes(message.data)
+    request.app[HITS][f"ws_closed_{socket.close_code}"] = 1
     return socket
+
+
+async def headers(request: web.Request) -> web.Response:
+    """Answers with the response headers named in the query: ?h=Name:value, repeatable."""
+    response = web.Response(text="headers")
+    for item in request.query.getall("h", ()):
+        name, _, value = item.partition(":")
+        response.headers.add(name, value)
+    return response
 
 
 async def hits(request: web.Request) -> web.Response:
@@ -119,11 +137,12 @@ def build_upstream_app() -> web.Application:
     app.router.add_route("*", "/echo/{tail:.*}", echo)
     app.router.add_route("*", "/status/{code:\\d{3}}", status)
     app.router.add_get("/slow", slow)
-    app.router.add_get("/flaky", flaky)
+    app.router.add_route("*", "/flaky", flaky)
     app.router.add_get("/stream", stream)
     app.router.add_get("/sized", sized)
     app.router.add_route("*", "/count", count_body)
     app.router.add_get("/truncated", truncated)
     app.router.add_get("/ws", ws)
+    app.router.add_route("*", "/headers", headers)
     app.router.add_get("/_hits", hits)
     return app

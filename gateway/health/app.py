@@ -3,29 +3,52 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
+from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import psutil
 from aiohttp import web
 
-from gateway.health.checks import CheckResult, probe
+from gateway.health.checks import CheckResult, Prober
 from gateway.observability.logs import get_logger
+from gateway.policy.model import DependencyCheck
 from gateway.state import STATE, GatewayState
 
 log = get_logger("gateway.health")
 
-CHECK_RESULTS = web.AppKey("check_results", dict[str, CheckResult])
-LOOP_LAG = web.AppKey("loop_lag", list[float])
+LAG_INTERVAL = 0.25
+"""How often the event loop's scheduling lag is sampled (one timer: cheap)."""
 
-_LAG_INTERVAL = 0.5
+LAG_WINDOW = 10.0
+"""The lag reported is the worst of this window: a scrape every 15 s must not miss a stall."""
+
+
+@dataclass(eq=False)
+class LoopLag:
+    """Samples of how late a timer fires: the time the loop spent on something else."""
+
+    samples: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=64))
+
+    @property
+    def last(self) -> float:
+        return self.samples[-1][1] if self.samples else 0.0
+
+    def worst(self, now: float) -> float:
+        return max((lag for at, lag in self.samples if now - at <= LAG_WINDOW), default=0.0)
+
+
+PROBER = web.AppKey("prober", Prober)
+LOOP_LAG = web.AppKey("loop_lag", LoopLag)
 
 
 async def livez(request: web.Request) -> web.Response:
-    lag = request.app[LOOP_LAG][0]
+    lag = request.app[LOOP_LAG].last
     limit = request.app[STATE].current.policy.health.max_event_loop_lag
     if lag > limit:
         return web.json_response({"status": "fail", "event_loop_lag_s": lag}, status=503)
@@ -37,11 +60,15 @@ def _readiness(app: web.Application) -> tuple[bool, list[str]]:
     reasons = []
     if state.draining:
         reasons.append("draining")
-    results = app[CHECK_RESULTS]
+    results = app[PROBER].results
     for check in state.current.policy.health.checks:
         result = results.get(check.name)
         if check.required and (result is None or not result.ok):
             reasons.append(f"dependency {check.name} is down")
+    for name, component in state.health_components.items():
+        status = component()
+        if status.get("required") and status.get("status") != "ok":
+            reasons.append(f"{name} is {status.get('mode') or status.get('status')}")
     return not reasons, reasons
 
 
@@ -57,6 +84,8 @@ async def health(request: web.Request) -> web.Response:
     app = request.app
     state = app[STATE]
     ready, reasons = _readiness(app)
+    lag = app[LOOP_LAG]
+    lag_ok = lag.last <= state.current.policy.health.max_event_loop_lag
     components: dict[str, Any] = {
         "policy": {
             "status": "ok",
@@ -66,19 +95,27 @@ async def health(request: web.Request) -> web.Response:
             "loaded_at": state.current.loaded_at,
             "last_reload": _last_reload(state),
         },
-        "event_loop": {"status": "ok", "lag_ms": round(app[LOOP_LAG][0] * 1000, 3)},
+        "event_loop": {
+            "status": "ok" if lag_ok else "fail",
+            "lag_ms": round(lag.last * 1000, 3),
+            "max_lag_ms": round(lag.worst(time.monotonic()) * 1000, 3),
+            "window_s": LAG_WINDOW,
+        },
     }
-    results = app[CHECK_RESULTS]
+    results = app[PROBER].results
     for check in state.current.policy.health.checks:
         result = results.get(check.name)
         components[check.name] = {
             "status": "unknown" if result is None else ("ok" if result.ok else "fail"),
             "type": check.type,
+            "target": check.target,
             "required": check.required,
             "latency_ms": result.latency_ms if result else None,
             "error": result.error if result else None,
             "checked_at": result.checked_at if result else None,
         }
+    for name, component in state.health_components.items():
+        components[name] = component()
     return web.json_response(
         {
             "status": "ok" if ready else "fail",
@@ -125,54 +162,61 @@ def _system_stats() -> dict[str, Any]:
     }
 
 
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _measure_loop_lag(app: web.Application) -> AsyncIterator[None]:
+    lag, gauge = app[LOOP_LAG], app[STATE].metrics.event_loop_lag
+
     async def measure() -> None:
         loop = asyncio.get_running_loop()
         while True:
             before = loop.time()
-            await asyncio.sleep(_LAG_INTERVAL)
-            lag = max(0.0, loop.time() - before - _LAG_INTERVAL)
-            app[LOOP_LAG][0] = lag
-            app[STATE].metrics.event_loop_lag.set(lag)
+            await asyncio.sleep(LAG_INTERVAL)
+            now = loop.time()
+            lag.samples.append((time.monotonic(), max(0.0, now - before - LAG_INTERVAL)))
+            gauge.set(lag.worst(time.monotonic()))
 
     task = asyncio.create_task(measure())
     yield
-    task.cancel()
+    await _stop(task)
 
 
 async def _run_checks(app: web.Application) -> AsyncIterator[None]:
-    async def run(session: aiohttp.ClientSession) -> None:
-        next_due: dict[str, float] = {}
-        while True:
-            state = app[STATE]
-            now = time.monotonic()
-            for check in state.current.policy.health.checks:
-                if next_due.get(check.name, 0.0) <= now:
-                    next_due[check.name] = now + check.interval
-                    result = await probe(check, session)
-                    previous = app[CHECK_RESULTS].get(check.name)
-                    if previous is None or previous.ok != result.ok:
-                        log.info(
-                            "dependency_status",
-                            dependency=check.name,
-                            ok=result.ok,
-                            error=result.error,
-                        )
-                    app[CHECK_RESULTS][check.name] = result
-                    state.metrics.dependency_up.labels(check.name).set(1 if result.ok else 0)
-            await asyncio.sleep(0.25)
+    state, prober = app[STATE], app[PROBER]
 
-    async with aiohttp.ClientSession(trust_env=False) as session:
+    async def run(session: aiohttp.ClientSession) -> None:
+        while True:
+            checks = state.current.policy.health.checks
+            wait = await prober.run_due(session, checks, time.monotonic())
+            # Capped so that checks added by a reload are probed soon.
+            await asyncio.sleep(min(wait, 0.25))
+
+    # A fresh connection per probe: a pooled one would hide that the dependency went away.
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
+        # The first round is awaited, so /readyz is right as soon as the port opens; it takes
+        # at most the longest check timeout.
+        await prober.run_due(session, state.current.policy.health.checks, time.monotonic())
         task = asyncio.create_task(run(session))
         yield
-        task.cancel()
+        await _stop(task)
 
 
 def build_health_app(state: GatewayState) -> web.Application:
+    def report(check: DependencyCheck, result: CheckResult, previous: CheckResult | None) -> None:
+        state.metrics.dependency_up.labels(check.name).set(1 if result.ok else 0)
+        if previous is None or previous.ok != result.ok:
+            emit = log.info if result.ok else log.warning
+            emit("dependency_status", dependency=check.name, ok=result.ok, error=result.error)
+
     app = web.Application()
     app[STATE] = state
-    app[CHECK_RESULTS] = {}
-    app[LOOP_LAG] = [0.0]
+    app[PROBER] = Prober(report)
+    app[LOOP_LAG] = LoopLag()
     app.cleanup_ctx.extend([_measure_loop_lag, _run_checks])
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import random
 import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.observability.logs import get_logger
+from gateway.observability.logs import access_wanted, get_logger
 from gateway.observability.metrics import method_label, status_class
-from gateway.state import BYTES_IN, BYTES_OUT, ROUTE, STATE
+from gateway.state import BYTES_IN, BYTES_OUT, ROUTE, STATE, UPSTREAM_SECONDS
 
 access_log = get_logger("gateway.access")
+
+CLIENT_CLOSED = 499
+"""Status recorded when the client went away before the answer (nginx's convention)."""
 
 
 @web.middleware
@@ -21,28 +23,29 @@ async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
     families = state.metrics
     families.in_flight.inc()
     started = time.perf_counter()
-    status = 499  # the client went away before we answered (nginx's convention)
+    status = CLIENT_CLOSED
+    answered = 0  # body bytes of an answer the gateway wrote itself (a problem, a 429...)
     try:
         response = await handler(request)
         status = response.status
+        if isinstance(response, web.Response) and isinstance(response.body, bytes):
+            answered = len(response.body)
         return response
     finally:
         families.in_flight.dec()
         elapsed = time.perf_counter() - started
         matched = request.get(ROUTE)
         route_name = matched.name if matched is not None else "unmatched"
-        families.requests.labels(
-            route_name, method_label(request.method), status_class(status)
-        ).inc()
+        method = method_label(request.method)
+        families.requests.labels(route_name, method, status_class(status)).inc()
         families.request_duration.labels(route_name).observe(elapsed)
-        bytes_in, bytes_out = request.get(BYTES_IN, 0), request.get(BYTES_OUT, 0)
+        bytes_in, bytes_out = request.get(BYTES_IN, 0), request.get(BYTES_OUT, answered)
         families.bytes_in.labels(route_name).inc(bytes_in)
         families.bytes_out.labels(route_name).inc(bytes_out)
         access = state.current.policy.logging.access
-        if access.mode == "on" or (
-            (access.mode == "errors" and status >= 400)
-            or (access.mode == "sampled" and random.random() < access.sample_rate)
-        ):
+        if access_wanted(access.mode, access.sample_rate, status):
+            upstream = request.get(UPSTREAM_SECONDS)
+            # request_id comes from the log context bound by the request_id step.
             access_log.info(
                 "access",
                 method=request.method,
@@ -50,6 +53,7 @@ async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
                 route=route_name,
                 status=status,
                 duration_ms=round(elapsed * 1000, 3),
+                upstream_ms=None if upstream is None else round(upstream * 1000, 3),
                 bytes_in=bytes_in,
                 bytes_out=bytes_out,
                 client=request.remote,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import random
 import sys
-from typing import Any, TextIO
+from collections.abc import Callable
+from typing import Any, Literal, TextIO
 
 import structlog
 
@@ -56,3 +58,23 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
 
 def get_logger(name: str) -> Logger:
     return structlog.get_logger(name)
+
+
+AccessMode = Literal["on", "off", "errors", "sampled"]
+
+
+def access_wanted(
+    mode: AccessMode,
+    sample_rate: float,
+    status: int,
+    draw: Callable[[], float] = random.random,
+) -> bool:
+    """Whether this response gets an access line: on, off, errors (status >= 400) or sampled.
+
+    A JSON line costs tens of microseconds (../shared/notes/perf.md): hot routes sample.
+    """
+    if mode == "on":
+        return True
+    if mode == "errors":
+        return status >= 400
+    return mode == "sampled" and draw() < sample_rate

@@ -14,6 +14,7 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
 )
 
 from gateway.policy.model import HTTP_METHODS
@@ -34,6 +35,10 @@ class GatewayMetrics:
     """The gateway's metric families; one instance per process, passed where it is needed."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # The `*_created` series would double every counter and histogram series, and Prometheus
+        # stores them as series of their own that no query of ours reads. The switch is
+        # process-wide (it must precede the families); the gateway owns its process.
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
         self.registry = registry or CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -82,15 +87,155 @@ class GatewayMetrics:
             registry=r,
         )
 
+        # --- circuit breaking --------------------------------------------------------------
+        self.upstream_calls = Counter(
+            "gateway_upstream_calls_total",
+            "Tries sent (or refused) to the upstream, by route and outcome: success, "
+            "failure_status (5xx or listed in failure_on), upstream_connect_error, "
+            "upstream_timeout, circuit_open, bulkhead_full.",
+            ["route", "outcome"],
+            registry=r,
+        )
+        self.upstream_retries = Counter(
+            "gateway_upstream_retries_total",
+            "Retries sent, by route and what triggered them (a status or an error kind).",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.upstream_retries_denied = Counter(
+            "gateway_upstream_retries_denied_total",
+            "Retries wanted but not sent, by route and why: retry_budget_exhausted, "
+            "retry_after_too_long, deadline, circuit_open.",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.breaker_transitions = Counter(
+            "gateway_circuit_breaker_transitions_total",
+            "Circuit breaker state changes.",
+            ["breaker", "from_state", "to_state"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "gateway_circuit_breaker_state",
+            "1 for the state each breaker is in, 0 for the others.",
+            ["breaker", "state"],
+            registry=r,
+        )
+        self.breaker_rejections = Counter(
+            "gateway_circuit_breaker_rejections_total",
+            "Calls the breaker refused, by mode (shadow: counted but let through).",
+            ["breaker", "mode"],
+            registry=r,
+        )
+        self.bulkhead_in_flight = Gauge(
+            "gateway_bulkhead_in_flight",
+            "Requests holding a bulkhead place, by route.",
+            ["route"],
+            registry=r,
+        )
+        self.bulkhead_rejections = Counter(
+            "gateway_bulkhead_rejections_total",
+            "Requests refused because the route's bulkhead was full.",
+            ["route"],
+            registry=r,
+        )
+
+        # --- rate limiting -----------------------------------------------------------------
+        self.ratelimit_decisions = Counter(
+            "gateway_ratelimit_decisions_total",
+            "Rate-limit rule decisions, by route, rule and outcome: allowed, limited, "
+            "shadow_limited, store_error.",
+            ["route", "rule", "outcome"],
+            registry=r,
+        )
+        self.ratelimit_store_duration = Histogram(
+            "gateway_ratelimit_store_duration_seconds",
+            "Time to decide one request's rate limits in the store (all its rules).",
+            ["store"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ratelimit_store_mode = Gauge(
+            "gateway_ratelimit_store_mode",
+            "1 for the mode the rate-limit store is in (primary, fallback), 0 for the other.",
+            ["mode"],
+            registry=r,
+        )
+        self.ratelimit_adaptive_factor = Gauge(
+            "gateway_ratelimit_adaptive_factor",
+            "The factor adaptive throttling applies to a rule's limit (1 = unthrottled).",
+            ["route", "rule"],
+            registry=r,
+        )
+        self.ratelimit_store_switches = Counter(
+            "gateway_ratelimit_store_switches_total",
+            "Rate-limit store switches, by the mode switched to.",
+            ["to"],
+            registry=r,
+        )
+
+        # --- validation --------------------------------------------------------------------
+        self.validation_rejections = Counter(
+            "gateway_validation_rejections_total",
+            "Requests failing a validation check, by route, check and mode (enforce: refused; "
+            "shadow: forwarded anyway).",
+            ["route", "check", "mode"],
+            registry=r,
+        )
+        self.validation_sanitized_fields = Counter(
+            "gateway_validation_sanitized_fields_total",
+            "Fields whose HTML the sanitizer changed (shadow mode counts, but forwards as sent).",
+            ["route"],
+            registry=r,
+        )
+        self.validation_body_bytes = Counter(
+            "gateway_validation_body_bytes_read_total",
+            "Request body bytes read into memory for validation.",
+            ["route"],
+            registry=r,
+        )
+
         # --- the policy ------------------------------------------------------------------
         self.policy_reloads = Counter(
             "gateway_policy_reloads_total",
-            "Policy reloads, by result (success, failure).",
+            "Policy reloads, by result (success, failure, unchanged).",
             ["result"],
             registry=r,
         )
+        for result in ("success", "failure"):
+            self.policy_reloads.labels(result)  # a series at 0 from the start, for rate()
         self.policy_generation = Gauge(
             "gateway_policy_generation", "Generation of the policy now serving.", registry=r
+        )
+
+        # --- error capture ---------------------------------------------------------------
+        self.error_events = Counter(
+            "gateway_error_events_total",
+            "Error events captured, by reason (before sampling).",
+            ["reason"],
+            registry=r,
+        )
+        self.error_events_discarded = Counter(
+            "gateway_error_events_discarded_total",
+            "Error events not delivered, by cause (queue_full, drop, sample).",
+            ["cause"],
+            registry=r,
+        )
+        self.error_sink_deliveries = Counter(
+            "gateway_error_sink_deliveries_total",
+            "Batches sent to error sinks, by sink and result (ok, retry, failed, queue_full; "
+            "lost: dropped later by the Sentry SDK).",
+            ["sink", "result"],
+            registry=r,
+        )
+        self.error_groups = Gauge(
+            "gateway_error_groups", "Distinct error groups (fingerprints) held.", registry=r
+        )
+        self.alerts = Counter(
+            "gateway_alerts_total",
+            "Alert rule transitions, by rule and state (fired, resolved, suppressed).",
+            ["alert", "state"],
+            registry=r,
         )
 
         # --- health ----------------------------------------------------------------------
@@ -101,5 +246,7 @@ class GatewayMetrics:
             registry=r,
         )
         self.event_loop_lag = Gauge(
-            "gateway_event_loop_lag_seconds", "Last measured event-loop scheduling lag.", registry=r
+            "gateway_event_loop_lag_seconds",
+            "Worst event-loop scheduling lag of the last 10 s.",
+            registry=r,
         )

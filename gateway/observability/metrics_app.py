@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 
 from gateway.state import STATE, GatewayState
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[STATE].metrics.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    # Prometheus text by default; OpenMetrics for a scraper that asks for it.
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    body = encode(request.app[STATE].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 def build_metrics_app(state: GatewayState) -> web.Application:

@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 import re
+import typing
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from gateway.errors import PolicyError
 from gateway.policy.model import Policy
+from gateway.policy.types import suggest
 
 YamlPath = tuple[str | int, ...]
 """A place in the document: mapping keys and sequence indexes from the root."""
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+Position = tuple[int, int]
+"""Line and column, both from 1, as editors count them."""
+
+Problem = tuple[Position, YamlPath, str]
+
+# `$${` is a literal `${`, for the rare regex that needs one.
+_ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_STR_TAG = "tag:yaml.org,2002:str"
+# Pydantic's wording for a wrong container names our classes; say what the file needs instead.
+_SHAPE_MESSAGES = {
+    "model_type": "should be a mapping of keys",
+    "model_attributes_type": "should be a mapping of keys",
+    "dict_type": "should be a mapping of keys",
+    "tuple_type": "should be a list",
+    "list_type": "should be a list",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,186 +54,257 @@ def load_policy(path: str | Path) -> LoadedPolicy:
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError([f"{source}: cannot read policy: {exc}"]) from exc
+    except OSError as exc:
+        raise PolicyError(
+            [f"{source}:1:1: (root): cannot read the policy: {exc.strerror}"]
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise PolicyError([f"{source}:1:1: (root): the policy is not UTF-8 text"]) from exc
     return parse_policy(text, source)
 
 
 def parse_policy(text: str, source: str = "<policy>") -> LoadedPolicy:
     """Validate policy text; raise PolicyError listing every mistake."""
-    digest = hashlib.sha256(text.encode()).hexdigest()
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PolicyError([f"{where}: invalid YAML: {problem}"]) from exc
-    if node is None:
-        raise PolicyError([f"{source}:1:1: (root): the policy file is empty"])
-    positions: dict[YamlPath, tuple[int, int]] = {}
-    errors: list[str] = []
-    data = _to_python(node, (), positions, errors, source)
-    if errors:
-        raise PolicyError(errors)
-    if not isinstance(data, dict):
-        raise PolicyError([f"{source}:1:1: (root): the policy must be a mapping of keys"])
-    try:
-        policy = Policy.model_validate(data)
-    except ValidationError as exc:
-        raise PolicyError(_in_file_order(_describe(exc, positions, source))) from exc
-    problems = list(_cross_checks(policy))
+        raise PolicyError([_yaml_error(source, text, exc)]) from exc
+    document = _Document()
+    data = document.read(node) if node is not None else None
+    problems = document.problems
+    if data is None:
+        problems.append(((1, 1), (), "the policy file is empty"))
+    elif not isinstance(data, dict):
+        problems.append((document.positions[()], (), "the policy must be a mapping of keys"))
+    else:
+        try:
+            policy = Policy.model_validate(_without_extensions(data))
+        except ValidationError as exc:
+            problems.extend(document.describe(exc, data))
+        else:
+            problems.extend(
+                (document.position(loc), loc, msg) for loc, msg in _cross_checks(policy)
+            )
     if problems:
-        raise PolicyError(
-            _in_file_order(_format(source, positions, path, message) for path, message in problems)
-        )
+        raise PolicyError(_formatted(source, problems))
+    digest = hashlib.sha256(text.encode()).hexdigest()
     return LoadedPolicy(policy=policy, source=source, sha256=digest)
 
 
-def _to_python(
-    node: yaml.Node,
-    path: YamlPath,
-    positions: dict[YamlPath, tuple[int, int]],
-    errors: list[str],
-    source: str,
-) -> Any:
-    """Build plain Python data from the YAML tree, remembering where each value stood."""
-    positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value
-            if key in result:
-                line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
-                errors.append(f"{source}:{line}:{col}: {_dotted((*path, key))}: duplicate key")
-            # A key's position is where the key is written, which is what an editor jumps to.
-            result[key] = _to_python(value_node, (*path, key), positions, errors, source)
-            positions[(*path, key)] = (
-                key_node.start_mark.line + 1,
-                key_node.start_mark.column + 1,
-            )
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [
-            _to_python(item, (*path, index), positions, errors, source)
-            for index, item in enumerate(node.value)
-        ]
-    assert isinstance(node, yaml.ScalarNode)
-    value = node.value
-    if node.tag == "tag:yaml.org,2002:str" and "${" in value:
-        # Substituted values are strings; pydantic then parses numbers, durations and sizes.
-        return _substitute_env(value)
-    constructor = yaml.SafeLoader.yaml_constructors.get(node.tag)
-    if constructor is None or node.tag == "tag:yaml.org,2002:str":
-        return value
-    return constructor(yaml.SafeLoader(""), node)
+EXTENSION_PREFIX = "x-"
+"""Top-level keys starting with this are ignored: a place for `&anchors` to reuse with `<<:`."""
 
 
-def _substitute_env(value: str) -> str:
-    """Expand ${VAR} and ${VAR:-default}; an unset VAR without default becomes ''."""
-
-    def replace(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        found = os.environ.get(name)
-        if found is None or (found == "" and default is not None):
-            return default or ""
-        return found
-
-    return _ENV_REF.sub(replace, value)
+def _without_extensions(data: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in data.items() if not key.startswith(EXTENSION_PREFIX)}
 
 
-def _in_file_order(messages: Iterator[str]) -> list[str]:
-    def position(message: str) -> tuple[int, int]:
-        parts = message.split(":", 3)
-        try:
-            return int(parts[1]), int(parts[2])
-        except (IndexError, ValueError):
-            return 0, 0
+@dataclass
+class _Document:
+    """Plain Python data built from the YAML tree, with where each value was written."""
 
-    return sorted(messages, key=position)
+    positions: dict[YamlPath, Position] = field(default_factory=dict)
+    substituted: dict[YamlPath, str] = field(default_factory=dict)
+    reported: set[YamlPath] = field(default_factory=set)  # pydantic has nothing to add there
+    problems: list[Problem] = field(default_factory=list)
+    _constructor: yaml.SafeLoader = field(default_factory=lambda: yaml.SafeLoader(""))
+    _open: list[yaml.Node] = field(default_factory=list)  # collections being read: alias loops
+
+    def read(self, node: yaml.Node, path: YamlPath = (), at: Position | None = None) -> Any:
+        # A key's position is where the key is written, which is what an editor jumps to.
+        self.positions[path] = at or _position(node.start_mark)
+        if isinstance(node, yaml.CollectionNode):
+            if node in self._open:
+                self.problems.append((self.positions[path], path, "an alias contains itself"))
+                self.reported.add(path)
+                return None
+            self._open.append(node)
+            try:
+                return self._collection(node, path)
+            finally:
+                self._open.pop()
+        if node.tag == _STR_TAG:
+            return self._substitute(node.value, path) if "${" in node.value else node.value
+        construct = yaml.SafeLoader.yaml_constructors.get(node.tag)
+        return node.value if construct is None else construct(self._constructor, node)
+
+    def _collection(self, node: yaml.CollectionNode, path: YamlPath) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            # `<<: *defaults` merge keys, resolved by PyYAML's own rules.
+            self._constructor.flatten_mapping(node)
+            result: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                where = _position(key_node.start_mark)
+                if not isinstance(key_node, yaml.ScalarNode):
+                    self.problems.append((where, path, "a key must be a plain word"))
+                    continue
+                key = key_node.value
+                if key in result:
+                    first = self.positions[(*path, key)][0]
+                    message = f"duplicate key {key!r} (first written on line {first})"
+                    self.problems.append((where, (*path, key), message))
+                result[key] = self.read(value_node, (*path, key), where)
+            return result
+        return [self.read(item, (*path, index)) for index, item in enumerate(node.value)]
+
+    def _substitute(self, value: str, path: YamlPath) -> str:
+        """Expand ${VAR} and ${VAR:-default} (the default also stands in for an empty VAR)."""
+        self.substituted[path] = value
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name is None:
+                return "${"
+            found = os.environ.get(name)
+            if found is None and default is None:
+                message = f"environment variable {name} is not set (or write ${{{name}:-default}})"
+                self.problems.append((self.positions[path], path, message))
+                self.reported.add(path)
+                return ""
+            return default if default is not None and not found else found or ""
+
+        # Substituted values stay strings; pydantic then parses numbers, durations and sizes.
+        return _ENV_REF.sub(replace, value)
+
+    def position(self, loc: YamlPath) -> Position:
+        """Where `loc` was written, or its closest written parent (a missing key has none)."""
+        while loc and loc not in self.positions:
+            loc = loc[:-1]
+        return self.positions.get(loc, (1, 1))
+
+    def describe(self, exc: ValidationError, data: dict[str, Any]) -> Iterator[Problem]:
+        errors = exc.errors()
+        failed = [_in_file(tuple(error["loc"]), data, error["type"]) for error in errors]
+        for error, loc in zip(errors, failed, strict=True):
+            kind = error["type"]
+            if kind == "too_short" and any(o[: len(loc)] == loc and o != loc for o in failed):
+                continue  # a list emptied by its own items' errors; those errors say it better
+            if loc in self.reported:
+                continue  # e.g. an unset variable: the mistake, not what its absence left
+            message = _message(error, loc)
+            if loc in self.substituted:
+                message += f" (the value came from {self.substituted[loc]!r})"
+            yield self.position(loc), loc, message
 
 
-def _describe(
-    exc: ValidationError, positions: dict[YamlPath, tuple[int, int]], source: str
-) -> Iterator[str]:
-    errors = exc.errors()
-    failed = [tuple(error["loc"]) for error in errors]
-    for error in errors:
-        loc: YamlPath = tuple(error["loc"])
-        if error["type"] == "too_short" and any(
-            other[: len(loc)] == loc and other != loc for other in failed
-        ):
-            continue  # a list emptied by its own items' errors; those errors say it better
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = _unknown_key_message(loc)
-        elif error["type"] == "value_error":
-            message = message.removeprefix("Value error, ")
-        elif error["type"] == "missing":
-            message = "required key is missing"
-        yield _format(source, positions, loc, message)
+def _message(error: ErrorDetails, loc: YamlPath) -> str:
+    """Pydantic's error in the policy's words: keys, mappings and lists, not Python classes."""
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"unknown key {loc[-1]!r}{suggest(str(loc[-1]), _known_keys(loc[:-1]))}"
+    if kind == "missing":
+        return "required key is missing"
+    if kind in ("too_short", "too_long"):
+        ctx = error.get("ctx", {})
+        bound = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
+        least = "at least" if kind == "too_short" else "at most"
+        return f"needs {least} {bound} item{'' if bound == 1 else 's'}"
+    if kind == "value_error":  # our own validators: their text is already the message
+        return error["msg"].removeprefix("Value error, ")
+    message = _SHAPE_MESSAGES.get(kind, error["msg"])
+    if not isinstance(error["input"], dict | list):
+        message += f", got {error['input']!r}"
+    return message
 
 
-def _unknown_key_message(loc: YamlPath) -> str:
-    key = str(loc[-1])
-    model = _model_at(loc[:-1])
-    if model is None:
-        return f"unknown key {key!r}"
-    known = sorted(model.model_fields)
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(known)})"
-    return f"unknown key {key!r}{hint}"
-
-
-def _model_at(loc: YamlPath) -> type[BaseModel] | None:
-    """Follow a location down the model classes to the one that owns its keys."""
-    model: type[BaseModel] | None = Policy
-    for part in loc:
-        if isinstance(part, int):
+def _in_file(loc: YamlPath, data: Any, kind: str) -> YamlPath:
+    """Drop the union branch and validator names pydantic puts into a location."""
+    path: list[str | int] = []
+    for index, part in enumerate(loc):
+        if _holds(data, part):
+            data = data[part]
+        elif not (index == len(loc) - 1 and kind == "missing"):
             continue
-        field = model.model_fields.get(part) if model is not None else None
-        if field is None:
-            return None
-        model = _model_in(field.annotation)
-    return model
+        path.append(part)
+    return tuple(path)
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
+def _holds(data: Any, part: str | int) -> bool:
+    if isinstance(data, dict):
+        return part in data
+    return isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+
+
+def _known_keys(loc: YamlPath) -> set[str]:
+    """Every key allowed at `loc`: follows the annotations down through models, lists, unions."""
+    annotations: list[Any] = [Policy]
+    for part in loc:
+        following: list[Any] = []
+        for annotation in _leaves(annotations):
+            origin = typing.get_origin(annotation)
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                if isinstance(part, str) and part in annotation.model_fields:
+                    following.append(annotation.model_fields[part].annotation)
+            elif origin in (tuple, list, set, frozenset) and isinstance(part, int):
+                following.extend(a for a in typing.get_args(annotation) if a is not Ellipsis)
+            elif origin is dict:
+                following.append(typing.get_args(annotation)[1])
+        annotations = following
+    return {
+        name
+        for annotation in _leaves(annotations)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        for name in annotation.model_fields
+    }
+
+
+def _leaves(annotations: list[Any]) -> Iterator[Any]:
+    """Unwrap Annotated, Optional and unions to the types a value may have."""
+    for annotation in annotations:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            yield from _leaves([typing.get_args(annotation)[0]])
+        elif origin is typing.Union or type(annotation).__name__ == "UnionType":
+            yield from _leaves(list(typing.get_args(annotation)))
+        else:
+            yield annotation
 
 
 def _cross_checks(policy: Policy) -> Iterator[tuple[YamlPath, str]]:
     """Mistakes that span several keys, which no single field can see."""
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     for index, route in enumerate(policy.routes):
         if route.name in seen:
-            yield ("routes", index, "name"), f"route name {route.name!r} is used twice"
-        seen.add(route.name)
+            yield (
+                ("routes", index, "name"),
+                f"route name {route.name!r} is already used by routes[{seen[route.name]}]",
+            )
+        seen.setdefault(route.name, index)
     ports: dict[str, str] = {}
     for name in ("proxy", "health", "metrics", "admin"):
-        address = getattr(policy.listen, name)
-        port = address.rpartition(":")[2]
+        port = getattr(policy.listen, name).rpartition(":")[2]
         if port != "0" and port in ports:
             yield ("listen", name), f"port {port} is already used by listen.{ports[port]}"
-        ports[port] = name
+        ports.setdefault(port, name)
 
 
-def _format(
-    source: str, positions: dict[YamlPath, tuple[int, int]], loc: YamlPath, message: str
-) -> str:
-    # Pydantic may add a union-branch or validator name to the location; the closest
-    # position we know is the longest prefix that was written in the file.
-    probe = loc
-    while probe and probe not in positions:
-        probe = probe[:-1]
-    line, col = positions.get(probe, (1, 1))
-    return f"{source}:{line}:{col}: {_dotted(loc)}: {message}"
+def _yaml_error(source: str, text: str, exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    line, col = _position(mark) if mark else (1, 1)
+    message = f"invalid YAML: {getattr(exc, 'problem', None) or exc}"
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark:
+        start = _position(context_mark)
+        problem = getattr(exc, "problem", None) or ""
+        if problem.startswith("but "):  # PyYAML's context is then the first half of a sentence
+            message = f"invalid YAML: {context} (from {start[0]}:{start[1]}), {problem}"
+        else:
+            message += f" ({context} that starts at {start[0]}:{start[1]})"
+    written = text.splitlines()
+    if line <= len(written) and "${" in written[line - 1]:
+        # `{` opens a mapping inside `{...}` and `[...]`: the commonest way to trip here.
+        message += "; quote values that use ${VAR} inside { } or [ ]"
+    return f"{source}:{line}:{col}: (document): {message}"
+
+
+def _formatted(source: str, problems: list[Problem]) -> list[str]:
+    ordered = sorted(problems, key=lambda problem: problem[0])
+    lines = [f"{source}:{line}:{col}: {_dotted(loc)}: {msg}" for (line, col), loc, msg in ordered]
+    return list(dict.fromkeys(lines))  # union branches can repeat one mistake
+
+
+def _position(mark: yaml.Mark) -> Position:
+    return mark.line + 1, mark.column + 1
 
 
 def _dotted(loc: YamlPath) -> str:

@@ -11,11 +11,12 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from gateway.policy.types import Bytes, Fraction, Model, Network, Seconds
-
-HTTP_METHODS = frozenset(
-    {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
-)
+from gateway.policy.errors import ErrorsPolicy
+from gateway.policy.ratelimit import RateLimitRules, StoreOptions
+from gateway.policy.resilience import Bulkhead, CircuitBreaker, Retry, Timeout
+from gateway.policy.types import HTTP_METHODS as HTTP_METHODS  # re-exported for old importers
+from gateway.policy.types import Bytes, Fraction, HttpMethod, Model, Network, Seconds
+from gateway.policy.validation import Validation
 
 
 def _parse_host_port(value: str) -> str:
@@ -64,8 +65,8 @@ class Upstream(Model):
         return value.rstrip("/") if isinstance(value, str) else value
 
 
-class Store(Model):
-    """Where shared state (rate-limit counters) lives."""
+class Store(StoreOptions):
+    """Where shared state (rate-limit counters) lives, and what happens when it fails."""
 
     url: str = "memory://"
 
@@ -87,7 +88,7 @@ class Match(Model):
     path_prefix: str | None = None
     path_regex: str | None = None
     host: str | None = None
-    methods: tuple[str, ...] | None = None
+    methods: tuple[HttpMethod, ...] | None = None
 
     @field_validator("path_regex")
     @classmethod
@@ -98,17 +99,6 @@ class Match(Model):
             except re.error as exc:
                 raise ValueError(f"invalid regular expression {value!r}: {exc}") from None
         return value
-
-    @field_validator("methods")
-    @classmethod
-    def _known_methods(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        if value is None:
-            return None
-        upper = tuple(m.upper() for m in value)
-        unknown = [m for m in upper if m not in HTTP_METHODS]
-        if unknown:
-            raise ValueError(f"unknown HTTP method {unknown[0]!r}")
-        return upper
 
     @field_validator("path", "path_prefix")
     @classmethod
@@ -125,6 +115,18 @@ class Route(Model):
     match: Match = Match()
     upstream: Upstream | None = Field(
         default=None, description="Overrides the top-level upstream for this route."
+    )
+    validation: Validation | None = None
+    rate_limit: RateLimitRules = Field(
+        default=(), description="Every rule must admit the request; the tightest one answers."
+    )
+    circuit_breaker: CircuitBreaker | None = None
+    retry: Retry | None = None
+    timeout: Timeout = Timeout()
+    max_concurrent: Bulkhead | None = Field(
+        default=None,
+        description="Bulkhead: requests in flight to the upstream (100, or "
+        "{limit: 100, queue: 10, max_wait: 100ms}).",
     )
 
 
@@ -143,6 +145,12 @@ class AccessLog(Model):
 
     mode: Literal["on", "off", "errors", "sampled"] = "on"
     sample_rate: Fraction = 0.01
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: object) -> object:
+        # YAML 1.1 reads a bare `on`/`off` as a boolean; that is what the author meant.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
 class Logging(Model):
@@ -196,4 +204,5 @@ class Policy(Model):
     health: Health = Health()
     shutdown: Shutdown = Shutdown()
     limits: Limits = Limits()
+    errors: ErrorsPolicy = ErrorsPolicy()
     routes: tuple[Route, ...] = Field(min_length=1)

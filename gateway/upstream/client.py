@@ -14,8 +14,9 @@ from typing import Protocol
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
-from gateway.errors import UpstreamConnectError, UpstreamTimeout
+from gateway.errors import Rejection, UpstreamConnectError, UpstreamTimeout
 
 CHUNK_SIZE = 64 * 1024
 
@@ -51,7 +52,10 @@ class UpstreamClient(Protocol):
         body: bytes | AsyncIterable[bytes] | None,
         timeouts: Timeouts,
     ) -> UpstreamResponse:
-        """Send one request; raise UpstreamConnectError or UpstreamTimeout when it fails."""
+        """Send one request; raise UpstreamConnectError or UpstreamTimeout when it fails.
+
+        A Rejection raised by the body iterator (the client's body is malformed) is re-raised.
+        """
         ...
 
     async def close(self) -> None: ...
@@ -108,16 +112,24 @@ class AiohttpUpstreamClient:
             async with asyncio.timeout(timeouts.connect + timeouts.read):
                 response = await self._session.request(
                     method,
-                    url,
+                    # encoded=True: the target travels byte for byte (no %7E -> ~, no ../ folding).
+                    URL(url, encoded=True),
                     headers=headers,
                     data=body,
                     allow_redirects=False,
                     timeout=timeout,
                     compress=None,
                 )
+        except aiohttp.ConnectionTimeoutError as exc:
+            # As nginx's proxy_connect_timeout: a timeout (504), not a refusal (502).
+            raise UpstreamTimeout("The upstream did not accept a connection in time") from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout("The upstream did not answer in time") from exc
         except aiohttp.ClientError as exc:
+            if isinstance(exc.__cause__, Rejection):
+                # The request body failed on the client's side (broken chunking): its fault,
+                # not the upstream's, and not a failure a circuit breaker should count.
+                raise exc.__cause__ from None
             raise UpstreamConnectError("The upstream could not be reached") from exc
         return _AiohttpResponse(response)
 

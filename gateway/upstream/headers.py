@@ -32,9 +32,9 @@ def end_to_end(
 
     Content-Length and Host are dropped too: the HTTP layer on each side recomputes them.
     """
-    dropped = (_NOT_FORWARDED_DOWNSTREAM if downstream else _NOT_FORWARDED_UPSTREAM) | (
-        _connection_tokens(headers)
-    )
+    dropped = _NOT_FORWARDED_DOWNSTREAM if downstream else _NOT_FORWARDED_UPSTREAM
+    if "Connection" in headers:
+        dropped = dropped | _connection_tokens(headers)
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in headers.items():
         if name.lower() not in dropped:
@@ -53,9 +53,13 @@ def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None
     elif text.count(":") == 1:  # v4:port
         text = text.partition(":")[0]
     try:
-        return ipaddress.ip_address(text)
+        ip = ipaddress.ip_address(text)
     except ValueError:
         return None
+    # A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d; IPv4 trusted ranges must match them.
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 def client_address(
@@ -107,5 +111,7 @@ def add_forwarded(
 
 
 def is_trusted_peer(peer: str | None, trusted: tuple[IPNetwork, ...]) -> bool:
+    if not trusted:  # the common sidecar case: skip parsing the address
+        return False
     ip = _parse_ip(peer) if peer else None
     return ip is not None and _is_trusted(ip, trusted)

@@ -7,13 +7,15 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 from yarl import URL
 
-from gateway.errors import UpstreamConnectError, UpstreamTimeout
+from gateway.errors import BadRequest, UpstreamConnectError, UpstreamTimeout
 from gateway.observability.logs import get_logger
+from gateway.resilience.call import send_upstream
 from gateway.runtime import RouteRuntime
-from gateway.state import BODY, BYTES_IN, BYTES_OUT, REQUEST_ID, ROUTE, STATE
+from gateway.state import BODY, BYTES_IN, BYTES_OUT, REQUEST_ID, ROUTE, STATE, UPSTREAM_SECONDS
 from gateway.upstream.client import CHUNK_SIZE, UpstreamResponse
 from gateway.upstream.headers import add_forwarded, end_to_end, is_trusted_peer
 from gateway.upstream.websocket import is_websocket_upgrade, proxy_websocket
@@ -28,9 +30,11 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     route = request[ROUTE]
     headers = upstream_headers(request, route)
-    url = URL(route.upstream.base_url + request.raw_path, encoded=True)
+    url = route.upstream.base_url + request.raw_path
     if is_websocket_upgrade(request):
-        return await proxy_websocket(request, url, headers, route.upstream.timeouts)
+        return await proxy_websocket(
+            request, URL(url, encoded=True), headers, route.upstream.timeouts
+        )
 
     body: bytes | AsyncIterator[bytes] | None
     buffered = request.get(BODY)
@@ -46,10 +50,9 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         body = None
     loop = asyncio.get_running_loop()
     sent_at = loop.time()
-    upstream = await state.upstream.send(
-        request.method, str(url), headers, body, route.upstream.timeouts
-    )
-    state.metrics.upstream_duration.labels(route.name).observe(loop.time() - sent_at)
+    upstream = await send_upstream(request, route, url, headers, body)
+    request[UPSTREAM_SECONDS] = loop.time() - sent_at
+    state.metrics.upstream_duration.labels(route.name).observe(request[UPSTREAM_SECONDS])
     try:
         return await _stream_back(request, upstream)
     finally:
@@ -73,22 +76,25 @@ def upstream_headers(request: web.Request, route: RouteRuntime) -> CIMultiDict[s
 
 async def _counted_body(request: web.Request) -> AsyncIterator[bytes]:
     request[BYTES_IN] = 0
-    async for chunk in request.content.iter_chunked(CHUNK_SIZE):
-        request[BYTES_IN] += len(chunk)
-        yield chunk
+    try:
+        async for chunk in request.content.iter_chunked(CHUNK_SIZE):
+            request[BYTES_IN] += len(chunk)
+            yield chunk
+    except HttpProcessingError as exc:
+        raise BadRequest("The request body's framing is not valid HTTP/1.1") from exc
 
 
 async def _stream_back(request: web.Request, up: UpstreamResponse) -> web.StreamResponse:
-    response = web.StreamResponse(status=up.status, reason=up.reason)
-    for name, value in end_to_end(up.headers, downstream=True).items():
-        response.headers.add(name, value)
+    response = web.StreamResponse(
+        status=up.status, reason=up.reason, headers=end_to_end(up.headers, downstream=True)
+    )
     length = up.headers.get("Content-Length")
     has_body = request.method != "HEAD" and up.status not in _NO_BODY
     if length is not None and length.isdigit():
         if has_body:
             response.content_length = int(length)
-        else:
-            # A HEAD answer announces the length of the body it does not carry.
+        elif up.status != 204:  # a 204 never carries Content-Length (RFC 9110 §8.6)
+            # HEAD and 304 answers announce the length of the body they do not carry.
             response.headers["Content-Length"] = length
     await response.prepare(request)
     request[BYTES_OUT] = 0

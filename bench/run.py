@@ -1,0 +1,303 @@
+"""Side-by-side proxy benchmark on this machine: upstream direct, gateway, bare aiohttp, nginx.
+
+Each proxy forwards to the same cheap origin (nginx answering a 3-byte 200). The proxies run on
+CPU 1, the origin and wrk on CPU 0 (taskset), as in ../shared/notes/perf.md. Targets are measured
+in turn, several interleaved rounds, and the medians printed with the ratios gateway/bare and
+gateway/nginx.
+
+    .venv/bin/python bench/run.py                 # 5 rounds x 4 s per target, ~1.5 min
+    .venv/bin/python bench/run.py --smoke         # 1 round x 1 s, skips nginx if absent
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PATH = "/api/bench"
+"""Requested path: the example policy's `api` route."""
+
+
+@dataclass(frozen=True)
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def pinned(cpu: int | None, argv: list[str]) -> list[str]:
+    return argv if cpu is None else ["taskset", "-c", str(cpu), *argv]
+
+
+def wait_ok(url: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: {url} did not answer 200 within {timeout}s")
+        time.sleep(0.1)
+
+
+NGINX_COMMON = """
+worker_processes 1;
+daemon off;
+pid {dir}/{name}.pid;
+error_log {dir}/{name}-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body-{name};
+  proxy_temp_path {dir}/proxy-{name};
+  fastcgi_temp_path {dir}/fastcgi-{name};
+  uwsgi_temp_path {dir}/uwsgi-{name};
+  scgi_temp_path {dir}/scgi-{name};
+  keepalive_requests 1000000;
+  {body}
+}}
+"""
+
+ORIGIN = """server {{ listen 127.0.0.1:{port}; location / {{ return 200 "ok\\n"; }} }}"""
+
+NGINX_PROXY = """
+  upstream origin {{ server 127.0.0.1:{origin}; keepalive 64; keepalive_requests 1000000; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+"""
+
+
+class Stack(contextlib.ExitStack):
+    """Every process the bench starts, stopped on exit whatever happens."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__()
+        self.workdir = workdir
+
+    def spawn(self, name: str, argv: list[str], cwd: Path | None = None) -> None:
+        log = (self.workdir / f"{name}.out").open("wb")
+        self.callback(log.close)
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+
+        def stop() -> None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+        self.callback(stop)
+
+    def nginx(self, name: str, body: str, cpu: int | None) -> None:
+        conf = self.workdir / f"{name}.conf"
+        conf.write_text(NGINX_COMMON.format(dir=self.workdir, name=name, body=body))
+        self.spawn(name, pinned(cpu, ["nginx", "-p", str(self.workdir), "-c", str(conf)]))
+
+
+def start_gateway(stack: Stack, origin: str, access: str, cpu: int | None) -> str:
+    """The gateway on the example policy, ports chosen by the OS, the access log as asked."""
+    policy = yaml.safe_load((ROOT / "config" / "example.yaml").read_text())
+    policy["listen"] = {k: "127.0.0.1:0" for k in ("proxy", "health", "metrics", "admin")}
+    policy["upstream"]["url"] = origin
+    policy["logging"]["access"] = {"mode": access, "sample_rate": 0.01}
+    policy["shutdown"] = {"drain": "0s", "grace": "1s"}  # nothing to drain once wrk is done
+    path = stack.workdir / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    stack.spawn(
+        "gateway",
+        pinned(cpu, [sys.executable, "-m", "gateway", "run", "--policy", str(path)]),
+        cwd=ROOT,
+    )
+    out = stack.workdir / "gateway.out"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        for line in out.read_text().splitlines():
+            if '"gateway_started"' in line:
+                return str(json.loads(line)["proxy_url"])
+        time.sleep(0.1)
+    raise SystemExit(f"bench: the gateway did not start; see {out}")
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _search(pattern: str, text: str) -> str:
+    found = re.search(pattern, text, re.MULTILINE)
+    if found is None:
+        raise SystemExit(f"bench: unexpected wrk output:\n{text}")
+    return found.group(1)
+
+
+def _ms(text: str) -> float:
+    number, unit = _search(r"^([\d.]+)", text), text.lstrip("0123456789.")
+    return float(number) * _UNITS[unit]
+
+
+def wrk(url: str, seconds: float, connections: int, cpu: int | None) -> Result:
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", url]
+    out = subprocess.run(pinned(cpu, argv), capture_output=True, text=True, check=True).stdout
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    return Result(
+        rps=float(_search(r"Requests/sec:\s+([\d.]+)", out)),
+        p50_ms=_ms(_search(r"^\s+50%\s+([\d.]+(?:us|ms|s))$", out)),
+        p99_ms=_ms(_search(r"^\s+99%\s+([\d.]+(?:us|ms|s))$", out)),
+        errors=errors,
+    )
+
+
+@contextlib.contextmanager
+def targets(args: argparse.Namespace, workdir: Path) -> Iterator[dict[str, str]]:
+    """Start the origin and the proxies; yield name -> URL."""
+    two_cpus = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
+    origin_cpu, proxy_cpu = (0, 1) if two_cpus else (None, None)
+    have_nginx = shutil.which("nginx") is not None
+    if not have_nginx and not args.smoke:
+        raise SystemExit("bench: nginx is missing (apt-get install nginx-light)")
+    with Stack(workdir) as stack:
+        origin_port = free_port()
+        if have_nginx:
+            stack.nginx("origin", ORIGIN.format(port=origin_port), origin_cpu)
+        else:  # smoke only: an aiohttp origin stands in
+            stack.spawn(
+                "origin",
+                pinned(
+                    origin_cpu,
+                    [
+                        sys.executable,
+                        "-c",
+                        textwrap.dedent(f"""
+                from aiohttp import web
+                app = web.Application()
+                app.router.add_get("/{{t:.*}}", lambda r: web.Response(text="ok\\n"))
+                web.run_app(app, host="127.0.0.1", port={origin_port}, print=None)
+            """),
+                    ],
+                ),
+            )
+        origin = f"http://127.0.0.1:{origin_port}"
+        urls = {"upstream direct": origin + PATH}
+        urls["gateway"] = start_gateway(stack, origin, args.access_log, proxy_cpu) + PATH
+        bare_port = free_port()
+        stack.spawn(
+            "bare",
+            pinned(
+                proxy_cpu,
+                [sys.executable, str(ROOT / "bench" / "bare_proxy.py"), str(bare_port), origin],
+            ),
+        )
+        urls["bare aiohttp proxy"] = f"http://127.0.0.1:{bare_port}{PATH}"
+        if have_nginx:
+            nginx_port = free_port()
+            stack.nginx(
+                "nginx-proxy", NGINX_PROXY.format(origin=origin_port, port=nginx_port), proxy_cpu
+            )
+            urls["nginx proxy"] = f"http://127.0.0.1:{nginx_port}{PATH}"
+        for url in urls.values():
+            wait_ok(url)
+        yield urls
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--access-log", choices=["on", "off", "sampled"], default="sampled")
+    parser.add_argument("--smoke", action="store_true", help="1 round of 1 s, to see it works")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.seconds = 1, 1.0
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench: wrk is missing (apt-get install wrk)")
+    two_cpus = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
+    load_cpu = 0 if two_cpus else None
+    load_before = os.getloadavg()[0]
+    with (
+        tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp,
+        targets(args, Path(tmp)) as urls,
+    ):
+        if not args.smoke:
+            for url in urls.values():  # warm-up: connection pools, caches, the JIT-less rest
+                wrk(url, 1, args.connections, load_cpu)
+        results: dict[str, list[Result]] = {name: [] for name in urls}
+        for round_ in range(args.rounds):
+            for name, url in urls.items():
+                results[name].append(wrk(url, args.seconds, args.connections, load_cpu))
+            print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    print(report(results, args, pinned_cpus=two_cpus, load_before=load_before))
+    return 0
+
+
+def report(
+    results: dict[str, list[Result]],
+    args: argparse.Namespace,
+    pinned_cpus: bool,
+    load_before: float,
+) -> str:
+    median = {
+        name: Result(
+            statistics.median(r.rps for r in runs),
+            statistics.median(r.p50_ms for r in runs),
+            statistics.median(r.p99_ms for r in runs),
+            sum(r.errors for r in runs),
+        )
+        for name, runs in results.items()
+    }
+    layout = "proxies on CPU 1, origin + wrk on CPU 0" if pinned_cpus else "not pinned"
+    lines = [
+        f"wrk -t1 -c{args.connections} -d{args.seconds:g}s, {args.rounds} interleaved rounds, "
+        f"medians; {layout}; gateway access log: {args.access_log}; "
+        f"load average before: {load_before:.2f} (other work on the machine skews all rows)",
+        "",
+        "| target | requests/s | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, r in median.items():
+        lines.append(f"| {name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |")
+    gateway = median["gateway"].rps
+    lines.append("")
+    lines.append(f"gateway/bare  = {gateway / median['bare aiohttp proxy'].rps:.2f}")
+    if "nginx proxy" in median:
+        lines.append(f"gateway/nginx = {gateway / median['nginx proxy'].rps:.2f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

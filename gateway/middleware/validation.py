@@ -1,0 +1,98 @@
+"""The validation step: head limits, then (only when a check needs it) the bounded body read,
+the body checks and the sanitizer; the rewritten body goes to the proxy through BODY."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.errors import ContentLengthMismatch, PayloadTooLarge, Rejection
+from gateway.observability.logs import get_logger
+from gateway.observability.metrics import GatewayMetrics
+from gateway.state import BODY, ROUTE, STATE
+from gateway.validation.body import read_bounded
+from gateway.validation.limits import MediaType, RequestHead
+from gateway.validation.validator import BodyOutcome, Validator
+
+log = get_logger("gateway.validation")
+
+VALIDATED = web.RequestKey("validated_body", BodyOutcome)
+"""The decoded body (JSON document or form fields) for the steps after this one."""
+
+
+@web.middleware
+async def validation(request: web.Request, handler: Handler) -> web.StreamResponse:
+    route = request[ROUTE]
+    validator = route.validator
+    if validator is None:
+        return await handler(request)
+    metrics = request.app[STATE].metrics
+    try:
+        await _validate(request, validator, metrics)
+    except Rejection as exc:
+        check = str(exc.extensions.get("check", exc.reason))
+        # A body cut short cannot be forwarded whatever the mode: there is nothing whole to send.
+        shadow = validator.shadow and not isinstance(exc, ContentLengthMismatch)
+        metrics.validation_rejections.labels(
+            route.name, check, "shadow" if shadow else "enforce"
+        ).inc()
+        if not shadow:
+            raise
+        log.warning(
+            "validation_shadow",
+            route=route.name,
+            reason=exc.reason,
+            check=check,
+            pointer=exc.extensions.get("pointer"),
+            detail=exc.detail,
+        )
+    return await handler(request)
+
+
+def request_head(request: web.Request) -> RequestHead:
+    raw_target = request.raw_path
+    return RequestHead(
+        method=request.method,
+        target=raw_target,
+        query_string=raw_target.partition("?")[2],
+        header_count=len(request.raw_headers),
+        # name, ": ", value, CRLF: the bytes the client sent for its header block
+        header_bytes=sum(len(name) + len(value) + 4 for name, value in request.raw_headers),
+        media_type=MediaType.parse(request.headers.get("Content-Type")),
+        content_length=request.content_length,
+        has_body=request.body_exists,
+        content_encoding=request.headers.get("Content-Encoding"),
+    )
+
+
+async def _validate(request: web.Request, validator: Validator, metrics: GatewayMetrics) -> None:
+    head = request_head(request)
+    validator.check_head(head)
+    if "query" in validator.schemas:
+        validator.check_query(request.rel_url.query.items())
+    if "headers" in validator.schemas:
+        validator.check_headers(request.headers.items())
+    if not head.has_body or not validator.needs_body(head.media_type, head.content_length):
+        return
+    validator.head.check_decodable(head)
+    # Shadow mode must forward the body whole, so it reads past the limit and reports after.
+    limit = None if validator.shadow else validator.max_body
+    body = await read_bounded(request.content, limit, head.content_length)
+    metrics.validation_body_bytes.labels(validator.route).inc(len(body))
+    request[BODY] = body
+    if len(body) > validator.max_body:
+        raise PayloadTooLarge(
+            f"the body exceeds {validator.max_body} bytes",
+            extensions={"check": "max_body", "expected": f"at most {validator.max_body} bytes"},
+        )
+    outcome = validator.check_body(body, head.media_type)
+    request[VALIDATED] = outcome
+    if outcome.sanitized:
+        metrics.validation_sanitized_fields.labels(validator.route).inc(outcome.sanitized)
+        log.info(
+            "validation_sanitized",
+            route=validator.route,
+            fields=outcome.sanitized,
+            forwarded="as sent" if validator.shadow else "cleaned",
+        )
+    request[BODY] = outcome.body

@@ -1,0 +1,236 @@
+"""A route's compiled rules and the decision over all of them: every rule must admit.
+
+Each rule charges its own counter when it admits (as Envoy's descriptors do); a rule that
+refuses takes nothing. The refusal with the longest wait answers the client, because no
+earlier retry could pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+import zoneinfo
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+from gateway.errors import StoreUnavailable
+from gateway.policy.ratelimit import RateLimitRule
+from gateway.ratelimit.adaptive import AdaptiveFactor
+from gateway.ratelimit.identity import RequestFacts
+from gateway.ratelimit.keys import KeyFunction, compile_key, rule_prefix
+from gateway.ratelimit.strategies import (
+    Calendar,
+    Concurrency,
+    Decision,
+    Fixed,
+    FixedWindow,
+    SlidingWindow,
+    Strategy,
+    TokenBucket,
+    scaled,
+)
+from gateway.stores.base import LimitStore
+
+QUEUE_POLL = 0.05
+"""While queued for a concurrency slot, how often the store is asked again (other replicas)."""
+
+Outcome = Literal["allowed", "limited", "shadow_limited", "store_error"]
+
+
+def fingerprint(rule: RateLimitRule) -> str:
+    """Changes when the counting changes; mode, cost and headers may change and keep counters."""
+    counting = rule.model_dump_json(
+        include={"key", "limit", "window", "calendar", "timezone", "algorithm", "burst"}
+    )
+    return hashlib.sha256(counting.encode()).hexdigest()[:10]
+
+
+def build_strategy(rule: RateLimitRule) -> Strategy:
+    if rule.algorithm == "concurrency":
+        return Concurrency(rule.limit, rule.window or 300.0)
+    if rule.calendar is not None:
+        return FixedWindow(rule.limit, Calendar(rule.calendar, zoneinfo.ZoneInfo(rule.timezone)))
+    assert rule.window is not None  # the model requires window or calendar
+    if rule.algorithm == "fixed_window":
+        return FixedWindow(rule.limit, Fixed(rule.window))
+    if rule.algorithm == "token_bucket":
+        return TokenBucket(rule.limit, rule.window, rule.burst)
+    return SlidingWindow(rule.limit, rule.window)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    name: str
+    namespace: str
+    """name:fingerprint — routes sharing an identical rule share its counters."""
+    enforce: bool
+    cost: int
+    strategy: Strategy
+    key: KeyFunction
+    max_wait: float
+    draft_headers: bool
+    legacy_headers: bool
+    policy: RateLimitRule
+    adaptive: AdaptiveFactor | None
+
+    @classmethod
+    def compile(cls, rule: RateLimitRule) -> CompiledRule:
+        namespace = f"{rule.name}:{fingerprint(rule)}"
+        # A concurrency limit is no rate: the RateLimit fields have nothing to say about it.
+        rate = rule.algorithm != "concurrency"
+        return cls(
+            name=rule.name,
+            namespace=namespace,
+            enforce=rule.mode == "enforce",
+            cost=rule.cost,
+            strategy=build_strategy(rule),
+            key=compile_key(
+                namespace,
+                rule.key,
+                rule.jwt_hs256_secret.encode() if rule.jwt_hs256_secret else None,
+            ),
+            max_wait=rule.max_wait,
+            draft_headers=rate and rule.headers in ("both", "draft"),
+            legacy_headers=rate and rule.headers in ("both", "legacy"),
+            policy=rule,
+            adaptive=AdaptiveFactor(
+                rule.adaptive.cpu_above, rule.adaptive.min_factor, rule.adaptive.source
+            )
+            if rule.adaptive is not None
+            else None,
+        )
+
+    @property
+    def prefix(self) -> str:
+        return rule_prefix(self.namespace)
+
+
+class RuleResult(NamedTuple):
+    rule: CompiledRule
+    outcome: Outcome
+    decision: Decision | None
+    """None when the store failed and on_error is open."""
+    key: str
+
+
+class Verdict(NamedTuple):
+    results: tuple[RuleResult, ...]
+    denied: RuleResult | None
+    """The enforced refusal with the longest wait, if any rule refused."""
+    headline: RuleResult | None
+    """The enforced rule the legacy headers describe: the refusal, else the least remaining."""
+
+
+class RouteLimiter:
+    def __init__(
+        self,
+        rules: Sequence[RateLimitRule],
+        *,
+        on_error: Literal["open", "closed", "local"] = "local",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.all_rules = tuple(CompiledRule.compile(rule) for rule in rules)
+        self.rules = tuple(rule for rule in self.all_rules if rule.policy.mode != "off")
+        self.on_error = on_error
+        self.clock = clock
+        self.holds_slots = any(isinstance(r.strategy, Concurrency) for r in self.rules)
+        self._released = asyncio.Event()
+        """True when some rule's slots must be given back once the response is done."""
+        self._advertised = tuple(r for r in self.rules if r.enforce and r.draft_headers)
+        self._adaptive = any(r.adaptive is not None for r in self._advertised)
+        self._policy_header = self._render_policy()
+
+    def _render_policy(self) -> str | None:
+        items = []
+        for r in self._advertised:
+            limit = r.strategy.limit
+            if r.adaptive is not None:
+                limit = scaled(limit, r.adaptive.factor)
+            items.append(f'"{r.name}";q={limit};w={max(1, round(r.strategy.window))}')
+        return ", ".join(items) or None
+
+    @property
+    def policy_header(self) -> str | None:
+        """RateLimit-Policy: rendered once, unless adaptive throttling is moving a limit."""
+        return self._render_policy() if self._adaptive else self._policy_header
+
+    def rule(self, name: str) -> CompiledRule | None:
+        return next((rule for rule in self.all_rules if rule.name == name), None)
+
+    async def check(self, store: LimitStore, facts: RequestFacts) -> Verdict:
+        now = self.clock()
+        if len(self.rules) > 1 and store.kind != "memory":
+            # Decided together, a request's rules share one pipeline: one round trip for all.
+            gathered = await asyncio.gather(
+                *(self._decide(store, r, facts, now) for r in self.rules)
+            )
+            return verdict(tuple(gathered))
+        return verdict(tuple([await self._decide(store, r, facts, now) for r in self.rules]))
+
+    async def _decide(
+        self, store: LimitStore, rule: CompiledRule, facts: RequestFacts, now: float
+    ) -> RuleResult:
+        key = rule.key(facts)
+        try:
+            scale = rule.adaptive.factor if rule.adaptive is not None else 1.0
+            decision = await rule.strategy.hit(store, key, rule.cost, now, scale)
+            if not decision.allowed and rule.max_wait > 0 and rule.enforce:
+                decision = await self._queue(store, rule, key, scale, decision)
+        except StoreUnavailable:
+            if self.on_error == "closed":
+                raise
+            return RuleResult(rule, "store_error", None, key)
+        if decision.allowed:
+            return RuleResult(rule, "allowed", decision, key)
+        return RuleResult(rule, "limited" if rule.enforce else "shadow_limited", decision, key)
+
+    async def _queue(
+        self, store: LimitStore, rule: CompiledRule, key: str, scale: float, refused: Decision
+    ) -> Decision:
+        """Wait up to max_wait for a concurrency slot: woken by this process's releases, and
+        polling for those of other replicas."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + rule.max_wait
+        decision = refused
+        while not decision.allowed and (left := deadline - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), min(left, QUEUE_POLL))
+            decision = await rule.strategy.hit(store, key, rule.cost, self.clock(), scale)
+        return decision
+
+    async def release(self, store: LimitStore, verdict: Verdict) -> None:
+        """Give back the concurrency slots this request took."""
+        for result in verdict.results:
+            strategy = result.rule.strategy
+            if isinstance(strategy, Concurrency) and result.outcome == "allowed":
+                # On a store failure the slot's lease runs out on its own.
+                with contextlib.suppress(StoreUnavailable):
+                    await strategy.release(store, result.key, result.rule.cost)
+                # Wake every queued request of this route; one of them gets the slot.
+                self._released.set()
+                self._released = asyncio.Event()
+
+    async def usage(self, store: LimitStore, rule: CompiledRule, key: str) -> Decision:
+        """The rule's state for one key, read without taking anything (cost 0)."""
+        return await rule.strategy.hit(store, key, 0, self.clock())
+
+
+def verdict(results: tuple[RuleResult, ...]) -> Verdict:
+    denied: RuleResult | None = None
+    longest_wait = -1.0
+    headline: RuleResult | None = None
+    least_remaining = -1
+    for result in results:
+        decision = result.decision
+        if decision is None or not result.rule.enforce:
+            continue
+        advertised = result.rule.draft_headers or result.rule.legacy_headers
+        if result.outcome == "limited":
+            if decision.retry_after > longest_wait:
+                denied, longest_wait = result, decision.retry_after
+        elif advertised and (headline is None or decision.remaining < least_remaining):
+            headline, least_remaining = result, decision.remaining
+    return Verdict(results, denied, denied or headline)

@@ -1,0 +1,197 @@
+"""The rate-limit algorithms, as pure engines over the store interface with the time passed in.
+
+fixed_window   one counter per window; the window index is part of the key, so a new window
+               starts from zero without any reset and old windows simply expire.
+sliding_window two fixed windows, the previous one weighted by how much of it still overlaps
+               the sliding window (Cloudflare's counter-weighted approximation): O(1) memory
+               per key, unlike a log of timestamps.
+token_bucket   GCRA: one timestamp per key (the theoretical arrival time); `burst` requests
+               may come at once, then one every window/limit.
+Calendar quotas (day, month in a time zone) are fixed windows whose bounds come from the
+calendar.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import NamedTuple, Protocol
+from zoneinfo import ZoneInfo
+
+from gateway.stores.base import LimitStore
+
+
+class Decision(NamedTuple):  # a tuple: made on every request, and cheaper than a dataclass
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after: float
+    """Seconds until the quota is whole again (or, when limited, until a retry can pass)."""
+    retry_after: float
+    """Seconds until a request of this cost could pass; 0 when allowed."""
+
+
+class Strategy(Protocol):
+    limit: int
+    window: float
+    """The nominal period in seconds (advertised in RateLimit-Policy)."""
+
+    async def hit(
+        self, store: LimitStore, key: str, cost: int, now: float, scale: float = 1.0
+    ) -> Decision:
+        """`scale` (adaptive throttling) multiplies the limit for this decision."""
+        ...
+
+
+class Period(Protocol):
+    @property
+    def length(self) -> float: ...
+
+    def bounds(self, now: float) -> tuple[int, float, float]:
+        """(index, start, end) of the period containing now."""
+        ...
+
+
+def scaled(limit: int, scale: float) -> int:
+    """A limit under adaptive throttling: whole requests, and never below one."""
+    return limit if scale == 1.0 else max(1, int(limit * scale))
+
+
+@dataclass(frozen=True, slots=True)
+class Fixed:
+    length: float
+
+    def bounds(self, now: float) -> tuple[int, float, float]:
+        index = int(now // self.length)
+        start = index * self.length
+        return index, start, start + self.length
+
+
+@dataclass(frozen=True, slots=True)
+class Calendar:
+    unit: str  # day | month
+    zone: ZoneInfo
+
+    @property
+    def length(self) -> float:
+        return 86400.0 if self.unit == "day" else 30 * 86400.0
+
+    def bounds(self, now: float) -> tuple[int, float, float]:
+        today = datetime.fromtimestamp(now, self.zone).date()
+        if self.unit == "day":
+            first, following = today, today + timedelta(days=1)
+            index = today.toordinal()
+        else:
+            first = today.replace(day=1)
+            following = (first + timedelta(days=32)).replace(day=1)
+            index = first.year * 12 + first.month
+        return index, self._midnight(first), self._midnight(following)
+
+    def _midnight(self, day: date) -> float:
+        return datetime.combine(day, time(0), tzinfo=self.zone).timestamp()
+
+
+class FixedWindow:
+    def __init__(self, limit: int, period: Period) -> None:
+        self.limit = limit
+        self.period = period
+        self.window = period.length
+
+    async def hit(
+        self, store: LimitStore, key: str, cost: int, now: float, scale: float = 1.0
+    ) -> Decision:
+        limit = scaled(self.limit, scale)
+        index, _, end = self.period.bounds(now)
+        ttl = end - now + 1.0
+        # The previous key is the current one: unread at weight 0, and in the same cluster slot.
+        window_key = f"{key}:{index}"
+        counted = await store.acquire_window(window_key, window_key, 0.0, limit, cost, ttl, now)
+        reset_after = end - now
+        remaining = max(0, limit - counted.current)
+        if counted.allowed:
+            return Decision(True, limit, remaining, reset_after, 0.0)
+        return Decision(False, limit, remaining, reset_after, reset_after)
+
+
+class SlidingWindow:
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+
+    async def hit(
+        self, store: LimitStore, key: str, cost: int, now: float, scale: float = 1.0
+    ) -> Decision:
+        window, limit = self.window, scaled(self.limit, scale)
+        index = int(now // window)
+        start = index * window
+        weight = 1.0 - (now - start) / window
+        counted = await store.acquire_window(
+            f"{key}:{index}", f"{key}:{index - 1}", weight, limit, cost, 2 * window, now
+        )
+        used = counted.previous * weight + counted.current
+        remaining = max(0, math.floor(limit - used + 1e-9))
+        to_window_end = start + window - now
+        if counted.allowed:
+            return Decision(True, limit, remaining, to_window_end, 0.0)
+        room = limit - counted.current - cost
+        if room >= 0 and counted.previous > 0:
+            # The previous window's weight falls until the request fits in this window.
+            retry = start + window * (1.0 - room / counted.previous) - now
+        else:
+            # Only the next window helps: this one's count then fades in turn.
+            fade = max(0.0, 1.0 - (limit - cost) / counted.current) if counted.current else 0.0
+            retry = to_window_end + window * fade
+        retry = max(retry, 0.001)
+        return Decision(False, limit, remaining, retry, retry)
+
+
+class Concurrency:
+    """At most `limit` requests in flight per key; a slot is released when the response ends,
+    or by expiry after `lease` seconds should the replica holding it die."""
+
+    def __init__(self, limit: int, lease: float) -> None:
+        self.limit = limit
+        self.window = lease
+
+    async def hit(
+        self, store: LimitStore, key: str, cost: int, now: float, scale: float = 1.0
+    ) -> Decision:
+        limit = scaled(self.limit, scale)
+        slots = key + ":inflight"
+        counted = await store.acquire_window(slots, slots, 0.0, limit, cost, self.window, now)
+        remaining = max(0, limit - counted.current)
+        if counted.allowed:
+            return Decision(True, limit, remaining, 0.0, 0.0)
+        # Nobody knows when a slot frees up; one second is a polite guess.
+        return Decision(False, limit, remaining, 1.0, 1.0)
+
+    async def release(self, store: LimitStore, key: str, cost: int) -> None:
+        await store.release(key + ":inflight", cost)
+
+
+class TokenBucket:
+    """GCRA with `limit` per `window` and room for `burst` at once."""
+
+    def __init__(self, limit: int, window: float, burst: int | None = None) -> None:
+        self.limit = limit
+        self.window = window
+        self.burst = burst or limit
+        self.interval = window / limit
+        self.capacity = self.burst * self.interval
+
+    async def hit(
+        self, store: LimitStore, key: str, cost: int, now: float, scale: float = 1.0
+    ) -> Decision:
+        burst, interval, capacity = self.burst, self.interval, self.capacity
+        if scale != 1.0:  # a slower rate and a smaller bucket
+            burst, interval = scaled(burst, scale), interval / scale
+            capacity = burst * interval
+        increment = cost * interval
+        result = await store.acquire_tat(key, increment, capacity, now)
+        ahead = max(result.tat - now, 0.0)
+        remaining = max(0, math.floor((capacity - ahead) / interval + 1e-9))
+        if result.allowed:
+            return Decision(True, burst, remaining, ahead, 0.0)
+        retry = max(ahead + increment - capacity, 0.001)
+        return Decision(False, burst, remaining, retry, retry)

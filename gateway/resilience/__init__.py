@@ -1,0 +1,1 @@
+"""Resilience for upstream calls: circuit breaker, retries, timeouts and bulkhead."""

@@ -1,0 +1,423 @@
+"""Evaluate one request through the compiled phases: TX state, actions, prefilters, verdict."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from gateway.validation.crs import operators, transforms
+from gateway.validation.crs.compiler import (
+    SET_SENTINEL,
+    Atom,
+    CompiledRule,
+    Group,
+    IdRanges,
+    Prefilter,
+    SetVar,
+    Step,
+    in_ranges,
+    numeric,
+    parse_field,
+)
+from gateway.validation.crs.parser import (
+    Location,
+    SecLangSyntaxError,
+    parse_id_ranges,
+)
+from gateway.validation.crs.request import RequestData, RequestView
+from gateway.validation.crs.variables import (
+    COLLECTIONS,
+    SCALARS,
+    KeyTest,
+    TxState,
+)
+
+if TYPE_CHECKING:
+    from gateway.validation.crs.engine import CrsEngine
+
+
+FAMILIES: tuple[tuple[int, int, str], ...] = (
+    (911000, 911999, "method"),
+    (913000, 913999, "scanner"),
+    (920000, 921999, "protocol"),
+    (922000, 922999, "multipart"),
+    (930000, 930999, "lfi"),
+    (931000, 931999, "rfi"),
+    (932000, 932999, "rce"),
+    (933000, 933999, "php"),
+    (934000, 934999, "generic"),
+    (941000, 941999, "xss"),
+    (942000, 942999, "sqli"),
+    (943000, 943999, "session-fixation"),
+    (944000, 944999, "java"),
+)
+
+
+def family_of(rule_id: int) -> str:
+    for low, high, name in FAMILIES:
+        if low <= rule_id <= high:
+            return name
+    return "other"
+
+
+SHARED_CACHE_VALUE = 256
+
+SHARED_CACHE_ENTRIES = 20_000
+
+"""Engine-wide transformation cache: values up to 256 characters, at most 20k results."""
+
+_MACRO = re.compile(r"%\{([^}]+)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    blocked: bool
+    anomaly_score: int
+    threshold: int
+    rule_ids: tuple[int, ...] = ()
+    """Detection rules that matched (logged ones), in evaluation order."""
+    families: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
+    """MATCHED_VAR_NAMEs (ARGS:json.q, REQUEST_HEADERS:User-Agent), to write exclusions from."""
+    blocked_by: int | None = None
+    failure: str | None = None
+    """'timeout' or 'error' when the evaluation did not finish; then `blocked` is the fail mode."""
+    elapsed: float = 0.0
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Per-request exclusions, seeded by route exclusions and grown by ctl actions."""
+
+    removed: list[tuple[int, int]] = field(default_factory=list)
+    removed_tags: set[str] = field(default_factory=set)
+    targets: list[tuple[IdRanges | None, str | None, str, KeyTest]] = field(default_factory=list)
+    """(rule ranges or None, tag or None, collection, key test)."""
+
+
+class EvaluationTimeout(Exception):
+    pass
+
+
+class Evaluation:
+    """One request through the phases; holds every bit of mutable state."""
+
+    def __init__(
+        self, engine: CrsEngine, view: RequestView, route: str | None, started: float
+    ) -> None:
+        self.engine = engine
+        self.state = TxState(
+            RequestData.from_view(view), dict(engine._setup), unique_id=f"{next(engine._ids):016x}"
+        )
+        seed = engine._route_exclusions.get(route or "")
+        self.runtime = (
+            Runtime(list(seed.removed), set(seed.removed_tags), list(seed.targets))
+            if seed
+            else Runtime()
+        )
+        self.deadline = started + engine._budget
+        self.cache: dict[tuple[int, str], str] = {}
+        self.group_hits: dict[int, frozenset[int] | None] = {}
+        self.atom_hits: dict[int, frozenset[int] | None] = {}
+        self.joined_cache: dict[int, str] = {}
+        self.raw_cache: dict[int, str] = {}
+        self.matched: list[int] = []
+        self.fields: list[str] = []
+        self.blocked_by: int | None = None
+        self.stopped = False
+
+    # -- phases
+
+    def run(self) -> None:
+        clock = self.engine._clock
+        for phase in (1, 2):
+            steps = self.engine._phases.get(phase, [])
+            markers = self.engine._markers.get(phase, {})
+            i = 0
+            while i < len(steps) and not self.stopped:
+                step = steps[i]
+                i += 1
+                if isinstance(step, str):
+                    continue
+                if clock() > self.deadline:
+                    raise EvaluationTimeout
+                if (self.runtime.removed or self.runtime.removed_tags) and (
+                    in_ranges(step.id, self.runtime.removed)
+                    or step.tags & self.runtime.removed_tags
+                ):
+                    continue
+                self.state.matched_vars = []
+                if not self.link(step, step):
+                    continue
+                if step.log and step.id:
+                    self.matched.append(step.id)
+                    if self.state.matched_var_name and step.disruptive not in ("deny", "drop"):
+                        self.fields.append(self.state.matched_var_name[:100])
+                if step.disruptive in ("deny", "drop"):
+                    self.blocked_by = step.id
+                    self.stopped = True
+                elif step.skip_after is not None:
+                    i = markers.get(step.skip_after, len(steps)) + 1
+                elif step.skip:
+                    i = _skip_rules(steps, i, step.skip)
+
+    def link(self, rule: CompiledRule, top: CompiledRule) -> bool:
+        """Evaluate one rule of a chain; its non-disruptive actions run per matched value."""
+        state = self.state
+        if rule.prefilter is not None and not self.may_match(rule.prefilter):
+            return False
+        if rule.scan is not None and not self.scan_hits(rule, rule.scan):
+            return False
+        matches: list[tuple[str, str, operators.Captures]] = []
+        expand = self.expand
+        excluded = self.runtime.targets
+        if not rule.targets:
+            matches.append(("", "", operators.NO_CAPTURES))
+        for target in rule.targets:
+            for name, value in target.fetch(state):
+                if excluded and self._excluded(top, name):
+                    continue
+                for candidate in self.values(rule, value):
+                    captures = rule.match(candidate, expand)
+                    if (captures is not None) != rule.negated:
+                        matches.append((name, candidate, captures or operators.NO_CAPTURES))
+                        break
+        if not matches:
+            return False
+        for name, value, captures in matches:
+            state.matched_var = value
+            state.matched_var_name = name
+            state.matched_vars.append((name, value))
+            if rule.capture and captures:
+                for index, captured in enumerate(captures[:10]):
+                    state.tx[str(index)] = captured
+            for setvar in rule.setvars:
+                self.apply_setvar(setvar)
+            for kind, argument in rule.ctls:
+                self.apply_ctl(kind, argument)
+        if rule.chained is not None:
+            return self.link(rule.chained, top)
+        return True
+
+    def may_match(self, prefilter: Prefilter) -> bool:
+        """False only when no value of the group's targets can match this rule's pattern."""
+        group = prefilter.group
+        hits = self.group_hits.get(group.id, frozenset())
+        if group.id not in self.group_hits:
+            hits = self.group_pass(group)
+            self.group_hits[group.id] = hits
+        return hits is None or prefilter.index in hits
+
+    def group_pass(self, group: Group) -> frozenset[int] | None:
+        """Union of the atoms' set matches; None means 'could not tell, run every regex'."""
+        union: set[int] = set()
+        for atom in group.atoms:
+            if atom.id in self.atom_hits:
+                hits = self.atom_hits[atom.id]
+            else:
+                hits = self.atom_hits[atom.id] = self.atom_pass(atom)
+            if hits is None:
+                return None
+            union.update(hits)
+        return frozenset(union)
+
+    def atom_pass(self, atom: Atom) -> frozenset[int] | None:
+        """One RE2-set search over all the atom's values, joined by newlines.
+
+        Every set pattern carries (?m), so ^ and $ still hold at each value's edges; a match
+        across two values only adds candidates, which the rule's own regex then rejects.
+        """
+        regex_set = self.engine._sets.get(atom.chain)
+        if regex_set is None:
+            return None
+        text = self.joined(atom)
+        if not text:
+            return frozenset()
+        found = regex_set.Match(text.encode("latin-1", "replace"))
+        # The sentinel \z always matches at the end; without it the DFA gave up (out of
+        # memory, or too slow) and the set knows nothing: every regex of the chain must run.
+        if SET_SENTINEL not in found:
+            return None
+        return frozenset(found)
+
+    def scan_hits(self, rule: CompiledRule, atoms: tuple[Atom, ...]) -> bool:
+        if rule.scan_match is not None:
+            search = rule.scan_match
+            return any(search(self.joined(atom)) is not None for atom in atoms)
+        return any(rule.match(self.joined(atom), self.expand) is not None for atom in atoms)
+
+    def joined(self, atom: Atom) -> str:
+        """The atom's transformed values joined by newlines (no value has its own edge lost)."""
+        text = self.joined_cache.get(atom.id)
+        if text is None:
+            if atom.batch:
+                raw = self.raw_cache.get(atom.source)
+                if raw is None:
+                    raw = "\n".join(v for _, v in atom.target.fetch(self.state))
+                    self.raw_cache[atom.source] = raw
+                text = raw
+                for transform in atom.transforms:
+                    text = transform(text)
+            elif atom.stages:
+                text = "\n".join(
+                    stage
+                    for _, v in atom.target.fetch(self.state)
+                    for stage in _stages(atom.transforms, v)
+                )
+            else:
+                transformed = self.transformed
+                text = "\n".join(
+                    transformed(atom.chain, atom.transforms, v)
+                    for _, v in atom.target.fetch(self.state)
+                )
+            self.joined_cache[atom.id] = text
+        return text
+
+    def values(self, rule: CompiledRule, value: str) -> list[str]:
+        """The transformed value (cached per request), or every stage of it with multiMatch."""
+        if not rule.transforms:
+            return [value]
+        if rule.multi_match:
+            return _stages(rule.transforms, value)
+        return [self.transformed(rule.transform_chain, rule.transforms, value)]
+
+    def transformed(
+        self, chain: int, functions: tuple[transforms.Transform, ...], value: str
+    ) -> str:
+        """Each distinct value goes through each transformation chain once per request.
+
+        Short values (header values, argument names) recur across requests, so their results
+        are also kept engine-wide, in a bounded cache that is simply emptied when full.
+        """
+        key = (chain, value)
+        cached = self.cache.get(key)
+        if cached is None:
+            shared = self.engine._transformed
+            cached = shared.get(key) if len(value) <= SHARED_CACHE_VALUE else None
+            if cached is None:
+                cached = value
+                for transform in functions:
+                    cached = transform(cached)
+                if len(value) <= SHARED_CACHE_VALUE:
+                    if len(shared) >= SHARED_CACHE_ENTRIES:
+                        shared.clear()
+                    shared[key] = cached
+            self.cache[key] = cached
+        return cached
+
+    def _excluded(self, rule: CompiledRule, name: str) -> bool:
+        collection, _, key = name.partition(":")
+        for ranges, tag, target_collection, test in self.runtime.targets:
+            if target_collection != collection or not test(key):
+                continue
+            if ranges is not None and in_ranges(rule.id, ranges):
+                return True
+            if tag is not None and tag in rule.tags:
+                return True
+        return False
+
+    # -- actions
+
+    def expand(self, text: str) -> str:
+        if "%{" not in text:
+            return text
+        return _MACRO.sub(lambda m: self.macro(m.group(1)), text)
+
+    def macro(self, reference: str) -> str:
+        collection, _, key = reference.partition(".")
+        upper = collection.upper()
+        state = self.state
+        if upper == "TX":
+            return state.tx.get(key.lower(), "")
+        if upper in SCALARS and not key:
+            return SCALARS[upper](state)
+        if upper == "REQUEST_HEADERS":
+            return (state.data.header_index.get(key.lower()) or [""])[0]
+        if upper in COLLECTIONS:
+            lowered = key.lower()
+            for k, v in COLLECTIONS[upper](state):
+                if k.lower() == lowered:
+                    return v
+        return ""
+
+    def apply_setvar(self, setvar: SetVar) -> None:
+        tx = self.state.tx
+        name = self.expand(setvar.name).lower()
+        if setvar.operation == "!":
+            tx.pop(name, None)
+            return
+        value = self.expand(setvar.value)
+        if setvar.operation == "=":
+            tx[name] = value
+        else:
+            delta = numeric(value) if setvar.operation == "+" else -numeric(value)
+            tx[name] = str(numeric(tx.get(name, "0")) + delta)
+
+    def apply_ctl(self, kind: str, argument: str) -> None:
+        argument = self.expand(argument)
+        runtime = self.runtime
+        if kind == "ruleRemoveById":
+            runtime.removed.extend(_ranges_or_empty(argument))
+        elif kind == "ruleRemoveByTag":
+            runtime.removed_tags.add(argument)
+        elif kind in ("ruleRemoveTargetById", "ruleRemoveTargetByTag"):
+            head, _, target = argument.partition(";")
+            collection, test = parse_field(target) if ":" in target else (target.upper(), None)
+            if test is None:
+                return
+            if kind == "ruleRemoveTargetById":
+                runtime.targets.append((_ranges_or_empty(head), None, collection, test))
+            else:
+                runtime.targets.append((None, head, collection, test))
+        elif kind == "ruleEngine" and argument.lower() == "off":
+            self.stopped = True
+
+    def verdict(self, failure: str | None, elapsed: float) -> Verdict:
+        tx = self.state.tx
+        raw = tx.get("blocking_inbound_anomaly_score")
+        if raw is None:
+            raw = tx.get("anomaly_score", "0")
+        score = numeric(raw)
+        threshold = self.engine.threshold
+        blocked = self.blocked_by is not None or score >= threshold
+        if failure is not None:
+            blocked = blocked or self.engine._fail_blocks
+        ids = tuple(dict.fromkeys(self.matched))
+        families = tuple(sorted({family_of(i) for i in ids if i != self.blocked_by} - {"other"}))
+        return Verdict(
+            blocked,
+            score,
+            threshold,
+            ids,
+            families,
+            tuple(dict.fromkeys(self.fields)),
+            self.blocked_by,
+            failure,
+            elapsed,
+        )
+
+
+def _stages(functions: tuple[transforms.Transform, ...], value: str) -> list[str]:
+    """The value before and after each transformation, consecutive duplicates dropped."""
+    stages = [value]
+    for transform in functions:
+        value = transform(value)
+        if value != stages[-1]:
+            stages.append(value)
+    return stages
+
+
+def _skip_rules(steps: list[Step], i: int, count: int) -> int:
+    while count > 0 and i < len(steps):
+        if not isinstance(steps[i], str):
+            count -= 1
+        i += 1
+    return i
+
+
+def _ranges_or_empty(text: str) -> IdRanges:
+    try:
+        return parse_id_ranges(text, Location("<ctl>", 0))
+    except SecLangSyntaxError:
+        return ()

@@ -1,0 +1,283 @@
+"""ModSecurity transformations over byte strings held as latin-1 str (one character per byte)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import html
+import re
+from collections.abc import Callable
+
+Transform = Callable[[str], str]
+
+_URL_ESCAPE = re.compile(r"%([0-9a-fA-F]{2})|\+")
+_URL_ESCAPE_UNI = re.compile(r"%[uU]([0-9a-fA-F]{4})|%([0-9a-fA-F]{2})|\+")
+
+
+def _url_replace(match: re.Match[str]) -> str:
+    hex_pair = match.group(1)
+    return chr(int(hex_pair, 16)) if hex_pair else " "
+
+
+def url_decode(value: str) -> str:
+    """%XX and '+' decoded; an invalid escape is kept as it is (ModSecurity's lenient decoder)."""
+    if "%" not in value and "+" not in value:
+        return value
+    return _URL_ESCAPE.sub(_url_replace, value)
+
+
+def _url_uni_replace(match: re.Match[str]) -> str:
+    wide, hex_pair = match.group(1), match.group(2)
+    if wide:
+        code = int(wide, 16)
+        if 0xFF01 <= code <= 0xFF5E:
+            code -= 0xFEE0
+        return chr(code & 0xFF)
+    return chr(int(hex_pair, 16)) if hex_pair else " "
+
+
+def url_decode_uni(value: str) -> str:
+    """Like urlDecode, plus IIS %uXXXX: full-width ASCII maps to ASCII, otherwise the low byte."""
+    if "%" not in value and "+" not in value:
+        return value
+    return _URL_ESCAPE_UNI.sub(_url_uni_replace, value)
+
+
+def utf8_to_unicode(value: str) -> str:
+    """Multi-byte UTF-8 sequences become %uXXXX, so later rules see them as IIS escapes."""
+    if value.isascii():
+        return value
+    text = value.encode("latin-1").decode("utf-8", "surrogateescape")
+    out: list[str] = []
+    for ch in text:
+        code = ord(ch)
+        if code < 0x80:
+            out.append(ch)
+        elif 0xDC80 <= code <= 0xDCFF:
+            out.append(chr(code - 0xDC00))
+        else:
+            out.append(f"%u{code:04x}" if code <= 0xFFFF else f"%u{code & 0xFFFF:04x}")
+    return "".join(out)
+
+
+def html_entity_decode(value: str) -> str:
+    if "&" not in value:
+        return value
+    decoded = html.unescape(value)
+    # Entities may decode beyond one byte; keep the byte view by re-encoding those as UTF-8.
+    return (
+        decoded.encode("utf-8", "surrogatepass").decode("latin-1")
+        if any(ord(c) > 0xFF for c in decoded)
+        else decoded
+    )
+
+
+_JS_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|[0-7]{1,3}|.)", re.S)
+_JS_SIMPLE = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+def _js_replace(match: re.Match[str]) -> str:
+    token = match.group(1)
+    head = token[0]
+    if head == "u" and len(token) == 5:
+        code = int(token[1:], 16)
+        if 0xFF01 <= code <= 0xFF5E:
+            code -= 0xFEE0
+        return chr(code & 0xFF)
+    if head == "x" and len(token) == 3:
+        return chr(int(token[1:], 16))
+    if head.isdigit() and head in "01234567":
+        return chr(int(token, 8) & 0xFF)
+    return _JS_SIMPLE.get(token, token)
+
+
+def js_decode(value: str) -> str:
+    return _JS_ESCAPE.sub(_js_replace, value) if "\\" in value else value
+
+
+_CSS_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})\s?|\\(\n)|\\(.)", re.S)
+
+
+def _css_replace(match: re.Match[str]) -> str:
+    if match.group(1):
+        code = int(match.group(1), 16)
+        if 0xFF01 <= code <= 0xFF5E:
+            code -= 0xFEE0
+        return chr(code & 0xFF)
+    if match.group(2):
+        return ""
+    return match.group(3)
+
+
+def css_decode(value: str) -> str:
+    return _CSS_ESCAPE.sub(_css_replace, value) if "\\" in value else value
+
+
+_ESCAPE_SEQ = re.compile(r"\\(x[0-9a-fA-F]{2}|[0-7]{1,3}|[abfnrtv\\?'\"])")
+_C_SIMPLE = {**_JS_SIMPLE, "\\": "\\", "?": "?", "'": "'", '"': '"'}
+
+
+def _esc_replace(match: re.Match[str]) -> str:
+    token = match.group(1)
+    if token[0] == "x":
+        return chr(int(token[1:], 16))
+    if token[0] in "01234567":
+        return chr(int(token, 8) & 0xFF)
+    return _C_SIMPLE[token]
+
+
+def escape_seq_decode(value: str) -> str:
+    return _ESCAPE_SEQ.sub(_esc_replace, value) if "\\" in value else value
+
+
+_CMD_DELETE = str.maketrans("", "", "\\\"'^")
+_CMD_SPACES = re.compile(r"[\s,;]+")
+_CMD_SPACE_BEFORE = re.compile(r" (?=[/(])")
+
+
+def cmd_line(value: str) -> str:
+    """Windows/Unix command-line evasions: drop \\ " ' ^, fold separators, lowercase."""
+    value = value.translate(_CMD_DELETE)
+    value = _CMD_SPACES.sub(" ", value)
+    value = _CMD_SPACE_BEFORE.sub("", value)
+    return value.lower()
+
+
+_WS = re.compile(r"[\s\xa0]+")
+_WS_ALL = re.compile(r"[\s\xa0]")
+
+
+def compress_whitespace(value: str) -> str:
+    return _WS.sub(" ", value)
+
+
+def remove_whitespace(value: str) -> str:
+    return _WS_ALL.sub("", value)
+
+
+_COMMENT = re.compile(r"/\*.*?(?:\*/|\Z)|<!--.*?(?:-->|\Z)|--.*|#.*", re.S)
+_C_COMMENT = re.compile(r"/\*.*?(?:\*/|\Z)", re.S)
+
+
+def remove_comments(value: str) -> str:
+    return _COMMENT.sub("", value)
+
+
+def replace_comments(value: str) -> str:
+    return _C_COMMENT.sub(" ", value)
+
+
+def remove_comments_char(value: str) -> str:
+    for token in ("/*", "*/", "<!--", "-->", "--", "#"):
+        value = value.replace(token, "")
+    return value
+
+
+def normalise_path(value: str) -> str:
+    """Collapse //, /./ and /../ the way ModSecurity does, without touching the filesystem."""
+    if "." not in value and "//" not in value:
+        return value
+    absolute = value.startswith("/")
+    trailing = value.endswith("/") or value.endswith("/.") or value.endswith("/..")
+    parts: list[str] = []
+    for segment in value.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if parts and parts[-1] != "..":
+                parts.pop()
+            elif not absolute:
+                parts.append("..")
+            continue
+        parts.append(segment)
+    result = ("/" if absolute else "") + "/".join(parts)
+    if trailing and parts:
+        result += "/"
+    return result
+
+
+def normalise_path_win(value: str) -> str:
+    return normalise_path(value.replace("\\", "/"))
+
+
+_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
+
+
+def base64_decode(value: str) -> str:
+    cleaned = _NOT_BASE64.sub("", value)
+    if len(cleaned) % 4 == 1:
+        cleaned = cleaned[:-1]
+    cleaned += "=" * (-len(cleaned) % 4)
+    try:
+        return base64.b64decode(cleaned).decode("latin-1")
+    except (binascii.Error, ValueError):
+        return ""
+
+
+def hex_decode(value: str) -> str:
+    even = value[: len(value) - len(value) % 2]
+    try:
+        return bytes.fromhex(even).decode("latin-1")
+    except ValueError:
+        return value
+
+
+def sql_hex_decode(value: str) -> str:
+    return re.sub(
+        r"0x((?:[0-9a-fA-F]{2})+)", lambda m: bytes.fromhex(m.group(1)).decode("latin-1"), value
+    )
+
+
+def _digest(name: str) -> Transform:
+    def digest(value: str) -> str:
+        return hashlib.new(name, value.encode("latin-1")).digest().decode("latin-1")
+
+    return digest
+
+
+def _identity(value: str) -> str:
+    return value
+
+
+TRANSFORMS: dict[str, Transform] = {
+    "none": _identity,
+    "lowercase": str.lower,
+    "uppercase": str.upper,
+    "urldecode": url_decode,
+    "urldecodeuni": url_decode_uni,
+    "htmlentitydecode": html_entity_decode,
+    "jsdecode": js_decode,
+    "cssdecode": css_decode,
+    "escapeseqdecode": escape_seq_decode,
+    "cmdline": cmd_line,
+    "compresswhitespace": compress_whitespace,
+    "removewhitespace": remove_whitespace,
+    "removenulls": lambda v: v.replace("\x00", ""),
+    "replacenulls": lambda v: v.replace("\x00", " "),
+    "removecomments": remove_comments,
+    "removecommentschar": remove_comments_char,
+    "replacecomments": replace_comments,
+    "normalisepath": normalise_path,
+    "normalizepath": normalise_path,
+    "normalisepathwin": normalise_path_win,
+    "normalizepathwin": normalise_path_win,
+    "utf8tounicode": utf8_to_unicode,
+    "base64decode": base64_decode,
+    "base64decodeext": base64_decode,
+    "base64encode": lambda v: base64.b64encode(v.encode("latin-1")).decode("latin-1"),
+    "hexdecode": hex_decode,
+    "hexencode": lambda v: v.encode("latin-1").hex(),
+    "sqlhexdecode": sql_hex_decode,
+    "length": lambda v: str(len(v)),
+    "trim": lambda v: v.strip(" \t\n\r\f\v\x00"),
+    "trimleft": lambda v: v.lstrip(" \t\n\r\f\v\x00"),
+    "trimright": lambda v: v.rstrip(" \t\n\r\f\v\x00"),
+    "sha1": _digest("sha1"),
+    "md5": _digest("md5"),
+}
+"""Keyed by lowercased name: ModSecurity accepts base64decode as well as base64Decode."""
+
+
+def lookup(name: str) -> Transform | None:
+    return TRANSFORMS.get(name.lower())

@@ -1,0 +1,79 @@
+"""Transformations: each one on the evasions it exists to undo."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.validation.crs.transforms import TRANSFORMS, lookup
+from tests.crs.conftest import request, rules
+
+CASES = [
+    ("lowercase", "SeLeCt", "select"),
+    ("uppercase", "abc", "ABC"),
+    ("urlDecode", "a%20b+c%2", "a b c%2"),
+    ("urlDecodeUni", "%u0041%uff1c%2e", "A<."),
+    ("htmlEntityDecode", "&lt;script&gt;&#x61;&#98;", "<script>ab"),
+    ("jsDecode", r"\x3cscript\u003e\101\n", "<script>A\n"),
+    ("cssDecode", r"\6a avascript", "javascript"),
+    ("escapeSeqDecode", r"\x41\102\t", "AB\t"),
+    ("cmdLine", 'C^AT "/etc/pass"wd', "cat/etc/passwd"),
+    ("compressWhitespace", "a \t\n b", "a b"),
+    ("removeWhitespace", "s e l\te\nct", "select"),
+    ("removeNulls", "a\x00b", "ab"),
+    ("replaceNulls", "a\x00b", "a b"),
+    ("removeComments", "sel/**/ect -- x", "select "),
+    ("removeCommentsChar", "sel/*ect*/", "select"),
+    ("replaceComments", "union/**/select", "union select"),
+    ("normalizePath", "/a/./b/../c//d", "/a/c/d"),
+    ("normalisePath", "/../../etc/passwd", "/etc/passwd"),
+    ("normalizePathWin", "..\\..\\windows\\win.ini", "../../windows/win.ini"),
+    ("utf8toUnicode", "caf\xc3\xa9", "caf%u00e9"),
+    ("base64Decode", "PHNjcmlwdD4=", "<script>"),
+    ("hexDecode", "3c62", "<b"),
+    ("hexEncode", "<b", "3c62"),
+    ("sqlHexDecode", "0x61646d696e", "admin"),
+    ("length", "abcd", "4"),
+    ("trim", "  x  ", "x"),
+    (
+        "sha1",
+        "",
+        "\xda\x39\xa3\xee\x5e\x6b\x4b\x0d\x32\x55\xbf\xef\x95\x60\x18\x90\xaf\xd8\x07\x09",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "given", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_transformation(name: str, given: str, expected: str) -> None:
+    """Each transformation turns the encoded form into what the attack really says."""
+    transform = lookup(name)
+    assert transform is not None
+    assert transform(given) == expected
+
+
+def test_names_are_case_insensitive_like_modsecurity() -> None:
+    """base64decode and base64Decode are the same transformation, as CRS 4 spells both."""
+    assert lookup("base64decode") is lookup("base64Decode") is TRANSFORMS["base64decode"]
+
+
+def test_transformations_apply_in_order_and_none_resets() -> None:
+    """t:none drops the inherited chain; the rule then sees the URL-decoded, lowercased value."""
+    engine = rules(
+        """
+        SecRule ARGS:q "@streq <script>" \\
+            "id:1,phase:2,pass,t:lowercase,t:none,t:urlDecode,t:lowercase"
+        """
+    )
+    assert engine.evaluate(request("/?q=%3CSCRIPT%3E")).rule_ids == (1,)
+    assert engine.evaluate(request("/?q=script")).rule_ids == ()
+
+
+def test_multimatch_tries_every_stage_of_the_chain() -> None:
+    """With multiMatch a pattern visible only before decoding still matches."""
+    text = """
+        SecRule ARGS:q "@contains %27" "id:1,phase:2,pass,t:none,t:urlDecode{mm}"
+        """
+    request_with_double_encoding = request("/?q=%2527")
+    assert rules(text.format(mm="")).evaluate(request_with_double_encoding).rule_ids == ()
+    assert rules(text.format(mm=",multiMatch")).evaluate(request_with_double_encoding).rule_ids == (
+        1,
+    )

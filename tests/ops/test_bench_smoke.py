@@ -1,0 +1,41 @@
+"""bench/run.py in smoke mode: the harness starts every target, measures them and prints ratios."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_bench_smoke_prints_every_target_and_the_ratios() -> None:
+    """One 1-second round per target gives a table with requests/s and the gateway's ratios."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in done.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| target")
+    }
+    expected = {"upstream direct", "gateway", "bare aiohttp proxy"}
+    if shutil.which("nginx"):
+        expected.add("nginx proxy")
+        assert "gateway/nginx = " in done.stdout
+    assert set(rows) == expected
+    assert "gateway/bare  = " in done.stdout
+    for row in rows.values():
+        rps, errors = row.split("|")[2].strip(), row.split("|")[5].strip()
+        assert float(rps.replace(",", "")) > 0
+        assert errors == "0"

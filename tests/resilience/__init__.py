@@ -1,0 +1,1 @@
+"""Tests of circuit breaking, retries, timeouts and bulkheads."""
