@@ -24,7 +24,7 @@ import re2  # type: ignore[import-untyped]  # the binding ships no type informat
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.validation.crs import CrsEngine, RequestView  # noqa: E402
+from gateway.validation.crs import CrsEngine, RequestView
 
 DEFAULT_RULES = Path(__file__).resolve().parents[2] / "shared" / "crs-4.28.0" / "rules"
 HEADERS = (
@@ -43,15 +43,30 @@ def word(rng: random.Random, n: int = 8) -> str:
 def json_request(rng: random.Random) -> RequestView:
     """About 1 KB of ordinary JSON with fresh values each time."""
     doc: dict[str, object] = {
-        "user": {"id": rng.randint(1, 10**6), "name": f"{word(rng).title()} {word(rng).title()}",
-                 "email": f"{word(rng)}@example.com", "roles": ["editor", "viewer"]},
-        "order": {"items": [{"sku": f"{word(rng, 3).upper()}-{rng.randint(100, 999)}",
-                             "qty": rng.randint(1, 5), "price": round(rng.random() * 100, 2)}
-                            for _ in range(3)],
-                  "note": f"Please leave the parcel at the {word(rng)} door, thanks!",
-                  "coupon": word(rng, 10).upper()},
-        "meta": {"client": "web", "version": "2.4.1", "locale": "en-GB",
-                 "ts": "2024-05-01T12:34:56Z"},
+        "user": {
+            "id": rng.randint(1, 10**6),
+            "name": f"{word(rng).title()} {word(rng).title()}",
+            "email": f"{word(rng)}@example.com",
+            "roles": ["editor", "viewer"],
+        },
+        "order": {
+            "items": [
+                {
+                    "sku": f"{word(rng, 3).upper()}-{rng.randint(100, 999)}",
+                    "qty": rng.randint(1, 5),
+                    "price": round(rng.random() * 100, 2),
+                }
+                for _ in range(3)
+            ],
+            "note": f"Please leave the parcel at the {word(rng)} door, thanks!",
+            "coupon": word(rng, 10).upper(),
+        },
+        "meta": {
+            "client": "web",
+            "version": "2.4.1",
+            "locale": "en-GB",
+            "ts": "2024-05-01T12:34:56Z",
+        },
     }
     body = json.dumps(doc)
     while len(body) < 1024:
@@ -59,8 +74,14 @@ def json_request(rng: random.Random) -> RequestView:
         body = json.dumps(doc)
     raw = body.encode()
     headers = (*HEADERS, ("Content-Type", "application/json"), ("Content-Length", str(len(raw))))
-    return RequestView("POST", f"/api/orders?dry_run=false&r={rng.randint(1, 10**9)}",
-                       "HTTP/1.1", headers, raw, "192.0.2.10")
+    return RequestView(
+        "POST",
+        f"/api/orders?dry_run=false&r={rng.randint(1, 10**9)}",
+        "HTTP/1.1",
+        headers,
+        raw,
+        "192.0.2.10",
+    )
 
 
 def get_request(rng: random.Random) -> RequestView:
@@ -75,9 +96,11 @@ def percentiles(samples: list[float]) -> str:
 
 
 def bench_pm(rules: Path, n: int) -> None:
-    phrases = [line.strip().lower() for line in
-               (rules / "unix-shell.data").read_text(encoding="latin-1").splitlines()
-               if line.strip() and not line.startswith("#")]
+    phrases = [
+        line.strip().lower()
+        for line in (rules / "unix-shell.data").read_text(encoding="latin-1").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     automaton = ahocorasick.Automaton()
     for phrase in phrases:
         automaton.add_word(phrase, phrase)
@@ -95,8 +118,10 @@ def bench_pm(rules: Path, n: int) -> None:
     for value in values:
         alternation.search(value.lower())
     alt = (time.perf_counter() - started) / n
-    print(f"@pm over {len(phrases)} phrases: aho-corasick {aho * 1e6:.2f} us/value, "
-          f"re2 alternation {alt * 1e6:.2f} us/value (ratio {alt / aho:.1f}x)")
+    print(
+        f"@pm over {len(phrases)} phrases: aho-corasick {aho * 1e6:.2f} us/value, "
+        f"re2 alternation {alt * 1e6:.2f} us/value (ratio {alt / aho:.1f}x)"
+    )
 
 
 def main() -> None:
@@ -109,8 +134,10 @@ def main() -> None:
         started = time.perf_counter()
         engines[level] = CrsEngine.load(args.rules, paranoia_level=level, time_budget=30.0)
         report = engines[level].report
-        print(f"load PL{level}: {time.perf_counter() - started:.3f} s, {report.rules} rules, "
-              f"regex engines {dict(report.regex_engines)}, skipped {len(report.skipped)}")
+        print(
+            f"load PL{level}: {time.perf_counter() - started:.3f} s, {report.rules} rules, "
+            f"regex engines {dict(report.regex_engines)}, skipped {len(report.skipped)}"
+        )
     for level, engine in engines.items():
         for name, build in (("GET, no body", get_request), ("1 KB JSON POST", json_request)):
             rng = random.Random(1)

@@ -8,8 +8,9 @@ import json
 import sys
 
 from gateway.errors import PolicyError
-from gateway.policy.loader import EXTENSION_PREFIX, load_policy
+from gateway.policy.loader import EXTENSION_PREFIX
 from gateway.policy.model import Policy
+from gateway.runtime import check_policy
 
 DEFAULT_POLICY = "config/example.yaml"
 
@@ -19,7 +20,7 @@ def _run(args: argparse.Namespace) -> int:
 
     # Checked before any loop or port exists, so a bad policy is a message and exit 2 either way.
     try:
-        load_policy(args.policy)
+        check_policy(args.policy)
     except PolicyError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -40,7 +41,7 @@ def _check(args: argparse.Namespace) -> int:
     failed = False
     for path in args.paths:
         try:
-            load_policy(path)
+            check_policy(path)
         except PolicyError as exc:
             failed = True
             for message in exc.messages:

@@ -34,6 +34,9 @@ def build_proxy_app(state: GatewayState) -> web.Application:
             "auto_decompress": False,
             "max_line_size": limits.max_header_line,
             "max_field_size": limits.max_header_size,
+            # aiohttp's keep-alive timer also runs from a connection's opening until its first
+            # request head is whole: the one bound on a client that drips its headers.
+            "keepalive_timeout": limits.header_timeout,
         },
     )
     app[STATE] = state

@@ -19,6 +19,8 @@
           ├── UriTooLong              uri_too_long            414
           ├── UnsupportedMediaType    unsupported_media_type  415
           ├── HeaderFieldsTooLarge    header_fields_too_large 431
+          ├── AdminUnauthorized       unauthorized            401  (admin port: no valid token)
+          ├── AdminForbidden          admin_forbidden         403  (admin port: a remote peer)
           ├── RateLimited             rate_limited            429
           ├── StoreUnavailable        store_unavailable       503
           ├── UpstreamConnectError    upstream_connect_error  502
@@ -166,6 +168,18 @@ class UnsupportedMediaType(Rejection):
     status = 415
     reason = "unsupported_media_type"
     title = "Unsupported media type"
+
+
+class AdminUnauthorized(Rejection):
+    status = 401
+    reason = "unauthorized"
+    title = "Admin token required"
+
+
+class AdminForbidden(Rejection):
+    status = 403
+    reason = "admin_forbidden"
+    title = "The admin port answers loopback clients only"
 
 
 class RateLimited(Rejection):

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from gateway.policy.loader import LoadedPolicy
+from gateway.policy.loader import LoadedPolicy, load_policy
 from gateway.policy.model import Match, Policy, Route, Upstream
 from gateway.ratelimit.limiter import RouteLimiter
 from gateway.resilience.compile import ResilienceCompiler, RouteResilience
@@ -157,3 +157,11 @@ def compile_policy(
         routes=routes,
         trusted_proxies=parse_networks(policy.forwarding.trusted_proxies),
     )
+
+
+def check_policy(path: str) -> LoadedPolicy:
+    """Load and compile a policy as `run` would, so that `check` also sees what only compiling
+    finds (a schema file that is missing or invalid, a rules directory that does not load)."""
+    loaded = load_policy(path)
+    compile_policy(loaded, generation=0, default_upstream_url="http://127.0.0.1:9")
+    return loaded

@@ -6,7 +6,7 @@ import logging
 import random
 import sys
 from collections.abc import Callable
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, cast
 
 import structlog
 
@@ -21,8 +21,20 @@ _LEVELS = {
 }
 
 
+class _CurrentStdout:
+    """Writes to whatever sys.stdout is when a line is written, not when logging was set up:
+    test runners swap stdout, and a stream captured early may be closed by the time we log."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
     """Send every log line, ours and the stdlib's, as one JSON object per line."""
+    out = stream or cast(TextIO, _CurrentStdout())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -35,11 +47,11 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.WriteLoggerFactory(file=stream or sys.stdout),
+        logger_factory=structlog.WriteLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
     # Libraries (aiohttp, asyncio) log through the stdlib: render those as JSON too.
-    handler = logging.StreamHandler(stream or sys.stdout)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from gateway.errors import PolicyError
+from gateway.policy.admin import is_loopback_host
 from gateway.policy.model import Policy
 from gateway.policy.types import suggest
 
@@ -276,6 +277,12 @@ def _cross_checks(policy: Policy) -> Iterator[tuple[YamlPath, str]]:
         if port != "0" and port in ports:
             yield ("listen", name), f"port {port} is already used by listen.{ports[port]}"
         ports.setdefault(port, name)
+    admin_host = policy.listen.admin.rpartition(":")[0]
+    if policy.admin.token is None and not is_loopback_host(admin_host):
+        yield ("listen", "admin"), (
+            f"the admin port listens on {admin_host!r}, beyond loopback: set admin.token "
+            '(e.g. admin: {token: "${GATEWAY_ADMIN_TOKEN}"}) or listen on 127.0.0.1'
+        )
 
 
 def _yaml_error(source: str, text: str, exc: yaml.YAMLError) -> str:

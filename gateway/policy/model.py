@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from gateway.policy.admin import Admin
 from gateway.policy.errors import ErrorsPolicy
 from gateway.policy.ratelimit import RateLimitRules, StoreOptions
 from gateway.policy.resilience import Bulkhead, CircuitBreaker, Retry, Timeout
@@ -190,6 +191,12 @@ class Limits(Model):
 
     max_header_line: Bytes = 8190
     max_header_size: Bytes = 8190
+    header_timeout: Seconds = Field(
+        default=75.0,
+        description="How long a connection may take to send a whole request head, counted from "
+        "its opening or its previous response, before it is closed: bounds slow-header "
+        "(slowloris) clients and idle keep-alive connections.",
+    )
 
 
 class Policy(Model):
@@ -205,4 +212,5 @@ class Policy(Model):
     shutdown: Shutdown = Shutdown()
     limits: Limits = Limits()
     errors: ErrorsPolicy = ErrorsPolicy()
+    admin: Admin = Admin()
     routes: tuple[Route, ...] = Field(min_length=1)

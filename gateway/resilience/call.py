@@ -28,7 +28,7 @@ from gateway.observability.metrics import GatewayMetrics
 from gateway.resilience.compile import RouteResilience
 from gateway.resilience.retry import RetryPolicy
 from gateway.runtime import RouteRuntime
-from gateway.state import BODY, BYTES_IN, STATE
+from gateway.state import BODY, BYTES_IN, RETRIES, STATE
 from gateway.upstream.client import UpstreamResponse
 
 log = get_logger("gateway.resilience")
@@ -101,6 +101,7 @@ async def _tries(
     last: UpstreamResponse | None = None
     while True:
         attempt += 1
+        request[RETRIES] = attempt - 1  # error events report how many retries a failure had
         permit = None
         if breaker is not None:
             permit = breaker.acquire()

@@ -92,7 +92,7 @@ NO_OP_CTLS = frozenset(
 HARMLESS_DIRECTIVES = frozenset({"SecComponentSignature"})
 
 # Variables whose values cannot change while the rules run: safe to prefilter once per request.
-STATIC_VARIABLES = frozenset(COLLECTIONS) | frozenset(SCALARS) - {
+STATIC_VARIABLES = (frozenset(COLLECTIONS) | frozenset(SCALARS)) - {
     "TX",
     "MATCHED_VAR",
     "MATCHED_VAR_NAME",

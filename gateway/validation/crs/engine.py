@@ -35,7 +35,8 @@ Clock = Callable[[], float]
 
 
 class CrsEngine:
-    """A compiled ruleset; `evaluate` is safe to call concurrently (no shared mutable state)."""
+    """A compiled ruleset. Each `evaluate` keeps its state in its own Evaluation; the engine
+    shares only a bounded cache of transformed short values between requests."""
 
     def __init__(
         self,

@@ -12,6 +12,8 @@ import ahocorasick  # type: ignore[import-not-found]  # C extension without stub
 import libinjection  # type: ignore[import-not-found]  # C extension without stubs
 import re2  # type: ignore[import-untyped]  # the binding ships no type information
 
+from gateway.validation.crs.transforms import ascii_lower
+
 Expand = Callable[[str], str]
 """Expands %{...} macros in an operand against the current transaction."""
 
@@ -114,13 +116,13 @@ def _phrase_matcher(phrases: list[str]) -> Match:
     """Case-insensitive multi-phrase search (Aho-Corasick), like @pm."""
     automaton = ahocorasick.Automaton()
     for phrase in phrases:
-        automaton.add_word(phrase.lower(), phrase.lower())
+        automaton.add_word(ascii_lower(phrase), ascii_lower(phrase))
     if not phrases:
         return lambda value, expand: None
     automaton.make_automaton()
 
     def pm(value: str, expand: Expand) -> Captures | None:
-        for _end, phrase in automaton.iter(value.lower()):
+        for _end, phrase in automaton.iter(ascii_lower(value)):
             return (phrase,)
         return None
 

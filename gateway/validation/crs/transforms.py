@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import html
 import re
+import string
 from collections.abc import Callable
 
 Transform = Callable[[str], str]
@@ -141,7 +142,20 @@ def cmd_line(value: str) -> str:
     value = value.translate(_CMD_DELETE)
     value = _CMD_SPACES.sub(" ", value)
     value = _CMD_SPACE_BEFORE.sub("", value)
-    return value.lower()
+    return ascii_lower(value)
+
+
+_TO_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_TO_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
+
+
+def ascii_lower(value: str) -> str:
+    """tolower() in the C locale, as ModSecurity: bytes above 0x7f are left alone."""
+    return value.lower() if value.isascii() else value.translate(_TO_LOWER)
+
+
+def ascii_upper(value: str) -> str:
+    return value.upper() if value.isascii() else value.translate(_TO_UPPER)
 
 
 _WS = re.compile(r"[\s\xa0]+")
@@ -242,8 +256,8 @@ def _identity(value: str) -> str:
 
 TRANSFORMS: dict[str, Transform] = {
     "none": _identity,
-    "lowercase": str.lower,
-    "uppercase": str.upper,
+    "lowercase": ascii_lower,
+    "uppercase": ascii_upper,
     "urldecode": url_decode,
     "urldecodeuni": url_decode_uni,
     "htmlentitydecode": html_entity_decode,

@@ -1,0 +1,1 @@
+"""Tests of what ships the gateway: the image, the Kubernetes manifests, dashboards and alerts."""
