@@ -44,12 +44,14 @@ FROM crs-${CRS_SOURCE} AS crs
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
 
 # No .pyc writes (the root filesystem is read-only; pip compiled them at install). The listen
-# addresses feed the ${GATEWAY_*_LISTEN} variables of the default policy (config/example.yaml).
+# addresses feed the ${GATEWAY_*_LISTEN} variables of the default policy (config/example.yaml);
+# policies name the CRS as rules_dir: "${GATEWAY_CRS_RULES}".
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     GATEWAY_PROXY_LISTEN=0.0.0.0:8080 \
     GATEWAY_HEALTH_LISTEN=0.0.0.0:8081 \
-    GATEWAY_METRICS_LISTEN=0.0.0.0:9090
+    GATEWAY_METRICS_LISTEN=0.0.0.0:9090 \
+    GATEWAY_CRS_RULES=/usr/share/gateway/crs/rules
 
 RUN groupadd --system --gid 10001 gateway \
     && useradd --system --uid 10001 --gid gateway --no-create-home \

@@ -15,12 +15,14 @@
           │    ├── FormRejected        form_rejected           400
           │    └── UnsafeUrl           unsafe_url              400
           ├── MethodNotAllowed        method_not_allowed      405  (Allow)
+          ├── RequestTimeout          request_timeout         408  (the body stalled; closes)
           ├── PayloadTooLarge         payload_too_large       413
           ├── UriTooLong              uri_too_long            414
           ├── UnsupportedMediaType    unsupported_media_type  415
           ├── HeaderFieldsTooLarge    header_fields_too_large 431
           ├── AdminUnauthorized       unauthorized            401  (admin port: no valid token)
           ├── AdminForbidden          admin_forbidden         403  (admin port: a remote peer)
+          ├── AttackDetected          attack_detected         403  (CRS anomaly score reached)
           ├── RateLimited             rate_limited            429
           ├── StoreUnavailable        store_unavailable       503
           ├── UpstreamConnectError    upstream_connect_error  502
@@ -61,6 +63,8 @@ class Rejection(GatewayError):
     status: ClassVar[int] = 500
     reason: ClassVar[str] = "gateway_exception"
     title: ClassVar[str] = "Internal gateway error"
+    closes_connection: ClassVar[bool] = False
+    """The connection cannot carry another request after this answer (its body never ended)."""
 
     def __init__(
         self,
@@ -158,10 +162,23 @@ class HeaderFieldsTooLarge(Rejection):
     title = "Request header fields too large"
 
 
+class RequestTimeout(Rejection):
+    status = 408
+    reason = "request_timeout"
+    title = "Request body timed out"
+    closes_connection = True
+
+
 class PayloadTooLarge(Rejection):
     status = 413
     reason = "payload_too_large"
     title = "Payload too large"
+
+
+class AttackDetected(Rejection):
+    status = 403
+    reason = "attack_detected"
+    title = "Request blocked by attack detection"
 
 
 class UnsupportedMediaType(Rejection):

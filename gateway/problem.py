@@ -29,4 +29,6 @@ def problem_response(error: Rejection, *, request_id: str | None, instance: str)
     )
     for name, value in error.headers.items():
         response.headers[name] = value
+    if error.closes_connection:
+        response.force_close()
     return response

@@ -17,6 +17,7 @@ from gateway.ratelimit.limiter import RouteLimiter
 from gateway.resilience.compile import ResilienceCompiler, RouteResilience
 from gateway.upstream.client import Timeouts
 from gateway.upstream.headers import IPNetwork, parse_networks
+from gateway.validation.attacks import AttackDetector, EngineCache, compile_attacks
 from gateway.validation.validator import Validator, compile_validator
 
 
@@ -97,6 +98,7 @@ class RouteRuntime:
     limiter: RouteLimiter | None = None
     resilience: RouteResilience | None = None
     validator: Validator | None = None
+    attacks: AttackDetector | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,11 @@ def compile_policy(
         (r.resilience for r in previous.routes) if previous else (),
         policy.upstream.url or default_upstream_url,
     )
+    engines: EngineCache = {
+        r.attacks.ruleset_key: r.attacks.engine
+        for r in (previous.routes if previous else ())
+        if r.attacks is not None
+    }
     routes = tuple(
         RouteRuntime(
             name=route.name,
@@ -148,6 +155,8 @@ def compile_policy(
             else None,
             # JSON Schemas and sanitizers are compiled here, once per load, never per request.
             validator=compile_validator(route, index, loaded.source),
+            # A ruleset takes a few hundred ms to compile: shared by routes, kept across reloads.
+            attacks=compile_attacks(route, index, loaded.source, engines),
         )
         for index, route in enumerate(policy.routes)
     )

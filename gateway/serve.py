@@ -21,7 +21,7 @@ from gateway.observability.metrics_app import build_metrics_app
 from gateway.policy.loader import load_policy
 from gateway.ratelimit.lifecycle import close_limit_store, open_limit_store
 from gateway.state import GatewayState
-from gateway.upstream.client import AiohttpUpstreamClient
+from gateway.upstream.clients import open_upstream_client
 from gateway.upstream.listener import ProxyRunner
 
 log = get_logger("gateway.serve")
@@ -62,7 +62,7 @@ class Gateway:
         self.state = GatewayState.create(
             loaded,
             metrics=GatewayMetrics(),
-            upstream=AiohttpUpstreamClient(policy.upstream.max_connections),
+            upstream=open_upstream_client(policy.upstream),
             policy_path=self.policy_path,
             default_upstream_url=default_upstream,
         )

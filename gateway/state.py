@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from gateway.errors import PolicyError
+from gateway.errors import PolicyError, Rejection
 from gateway.observability.logs import get_logger
 from gateway.observability.metrics import GatewayMetrics
 from gateway.policy.loader import LoadedPolicy, load_policy
@@ -142,6 +142,7 @@ def _needs_restart(old: Policy, new: Policy) -> list[str]:
         "store": lambda p: p.store,
         "logging.level": lambda p: p.logging.level,
         "upstream.max_connections": lambda p: p.upstream.max_connections,
+        "upstream.client": lambda p: p.upstream.client,
     }
     return [key for key, read in fixed.items() if read(old) != read(new)]
 
@@ -154,6 +155,9 @@ BYTES_IN = web.RequestKey("bytes_in", int)
 BYTES_OUT = web.RequestKey("bytes_out", int)
 UPSTREAM_SECONDS = web.RequestKey("upstream_seconds", float)
 RETRIES = web.RequestKey("retries", int)
+UNENFORCED = web.RequestKey("unenforced_rejection", Rejection)
+"""A rejection a step decided but did not enforce (attack detection in detect mode): the request
+goes on, and the capture step still emits its error event."""
 """Upstream attempts beyond the first, set by the upstream step; error events report it."""
 BREAKER_STATE = web.RequestKey("breaker_state", str)
 """The route's breaker state seen by this request (closed, open, half_open); for error events."""

@@ -21,7 +21,9 @@ from gateway.serve import Gateway
 from tests.upstream_app import build_upstream_app
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-CRS_DIR = Path(os.environ.get("GATEWAY_CRS_DIR", SHARED / "crs-4.28.0"))
+CRS_DIR = SHARED / "crs-4.28.0"
+# The example policies read the rules directory from GATEWAY_CRS_DIR, as an operator would set it.
+os.environ.setdefault("GATEWAY_CRS_DIR", str(CRS_DIR / "rules"))
 
 QUIET_LISTEN = """
 listen: {proxy: "127.0.0.1:0", health: "127.0.0.1:0", metrics: "127.0.0.1:0",

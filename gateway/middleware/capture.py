@@ -29,6 +29,7 @@ from gateway.state import (
     RETRIES,
     ROUTE,
     STATE,
+    UNENFORCED,
     UPSTREAM_SECONDS,
 )
 
@@ -57,6 +58,9 @@ async def capture(request: web.Request, handler: Handler) -> web.StreamResponse:
             )
             if failed and service.wants(UPSTREAM_5XX):
                 _submit(request, service, UPSTREAM_5XX, response.status, started)
+            unenforced = request.get(UNENFORCED)
+            if unenforced is not None and service.wants(unenforced.reason):
+                _submit(request, service, unenforced.reason, response.status, started, unenforced)
         return response
 
     matched = request.get(ROUTE)

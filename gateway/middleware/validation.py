@@ -7,6 +7,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.errors import ContentLengthMismatch, PayloadTooLarge, Rejection
+from gateway.middleware.attacks import DEFAULT_MAX_BODY, scan_for_attacks
 from gateway.observability.logs import get_logger
 from gateway.observability.metrics import GatewayMetrics
 from gateway.state import BODY, ROUTE, STATE
@@ -25,6 +26,8 @@ async def validation(request: web.Request, handler: Handler) -> web.StreamRespon
     route = request[ROUTE]
     validator = route.validator
     if validator is None:
+        if route.attacks is not None:
+            await scan_for_attacks(request, route, route.attacks, DEFAULT_MAX_BODY)
         return await handler(request)
     metrics = request.app[STATE].metrics
     try:
@@ -46,6 +49,9 @@ async def validation(request: web.Request, handler: Handler) -> web.StreamRespon
             pointer=exc.extensions.get("pointer"),
             detail=exc.detail,
         )
+    if route.attacks is not None:
+        # After the checks and the sanitizer: the scan sees the body the upstream would get.
+        await scan_for_attacks(request, route, route.attacks, validator.max_body)
     return await handler(request)
 
 
@@ -77,7 +83,8 @@ async def _validate(request: web.Request, validator: Validator, metrics: Gateway
     validator.head.check_decodable(head)
     # Shadow mode must forward the body whole, so it reads past the limit and reports after.
     limit = None if validator.shadow else validator.max_body
-    body = await read_bounded(request.content, limit, head.content_length)
+    idle = request.app[STATE].current.policy.limits.body_timeout
+    body = await read_bounded(request.content, limit, head.content_length, idle)
     metrics.validation_body_bytes.labels(validator.route).inc(len(body))
     request[BODY] = body
     if len(body) > validator.max_body:

@@ -31,8 +31,49 @@ def status_class(status: int) -> str:
     return f"{status // 100}xx"
 
 
+class RouteMetrics:
+    """One route's children of the per-request families, bound once and reused.
+
+    `.labels()` builds a tuple, takes a lock and looks up a dict on every call; at tens of
+    thousands of requests a second that is measurable (../shared/notes/perf.md), so the proxy
+    resolves a route's children once and keeps them here.
+    """
+
+    __slots__ = ("_by_method_status", "_families", "bytes_in", "bytes_out", "duration", "name")
+    __slots__ += ("upstream_duration",)
+
+    def __init__(self, families: GatewayMetrics, name: str) -> None:
+        self.name = name
+        self._families = families
+        self.duration = families.request_duration.labels(name)
+        self.upstream_duration = families.upstream_duration.labels(name)
+        self.bytes_in = families.bytes_in.labels(name)
+        self.bytes_out = families.bytes_out.labels(name)
+        self._by_method_status: dict[tuple[str, int], Counter] = {}
+
+    def requests(self, method: str, status: int) -> Counter:
+        """The `gateway_requests_total` child for this method and status class."""
+        key = (method, status // 100)
+        child = self._by_method_status.get(key)
+        if child is None:
+            child = self._families.requests.labels(
+                self.name, method_label(method), status_class(status)
+            )
+            # Unknown methods all fold onto OTHER, but each spelling would be a key: cap them.
+            if len(self._by_method_status) < 256:
+                self._by_method_status[key] = child
+        return child
+
+
 class GatewayMetrics:
     """The gateway's metric families; one instance per process, passed where it is needed."""
+
+    def route(self, name: str) -> RouteMetrics:
+        """The route's bound children; route names come from the policy, so they are few."""
+        bound = self._routes.get(name)
+        if bound is None:
+            bound = self._routes[name] = RouteMetrics(self, name)
+        return bound
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         # The `*_created` series would double every counter and histogram series, and Prometheus
@@ -43,6 +84,7 @@ class GatewayMetrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         r = self.registry
+        self._routes: dict[str, RouteMetrics] = {}
 
         # --- the proxy -------------------------------------------------------------------
         self.requests = Counter(
@@ -192,6 +234,29 @@ class GatewayMetrics:
             "gateway_validation_body_bytes_read_total",
             "Request body bytes read into memory for validation.",
             ["route"],
+            registry=r,
+        )
+
+        # --- attack detection ------------------------------------------------------------
+        self.attack_matches = Counter(
+            "gateway_attack_matches_total",
+            "Requests the CRS flagged, by route, rule family (sqli, xss, lfi, rce, php, java, "
+            "protocol, ...) and outcome (blocked, detected: forwarded in detect mode).",
+            ["route", "family", "outcome"],
+            registry=r,
+        )
+        self.attack_evaluation = Histogram(
+            "gateway_attack_evaluation_seconds",
+            "Time the CRS evaluation of one request took.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.attack_failures = Counter(
+            "gateway_attack_evaluation_failures_total",
+            "CRS evaluations that did not finish (timeout: over the time budget; error), "
+            "decided by crs.on_timeout.",
+            ["route", "failure"],
             registry=r,
         )
 

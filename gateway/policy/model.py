@@ -51,6 +51,10 @@ class Upstream(Model):
     connect_timeout: Seconds = 1.0
     timeout: Seconds = 30.0
     max_connections: int = Field(default=256, ge=1)
+    client: Literal["lean", "aiohttp"] = Field(
+        default="lean",
+        description="lean: pooled connections on llhttp (fast); aiohttp: aiohttp's ClientSession.",
+    )
     host_header: Literal["preserve", "upstream"] = Field(
         default="preserve",
         description="preserve: send the client's Host; upstream: send the upstream URL's host.",
@@ -196,6 +200,12 @@ class Limits(Model):
         description="How long a connection may take to send a whole request head, counted from "
         "its opening or its previous response, before it is closed: bounds slow-header "
         "(slowloris) clients and idle keep-alive connections.",
+    )
+    body_timeout: Seconds = Field(
+        default=60.0,
+        description="The longest pause between two pieces of a request body the gateway reads "
+        "itself (validation, attack scan) before answering 408; a streamed body is bounded by "
+        "the upstream's timeout instead.",
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from gateway.policy.attacks import Attacks
 from gateway.policy.types import Bytes, HttpMethod, Model
 
 ValidationMode = Literal["enforce", "shadow", "off"]
@@ -129,7 +130,9 @@ class Validation(Model):
     forms: Forms | None = None
     ssrf: Ssrf | None = None
     exclusions: tuple[Exclusion, ...] = ()
-    # Issue 5 adds `attacks:` here (the CRS detector runs inside this same step).
+    attacks: Attacks | None = Field(
+        default=None, description="Attack detection with the OWASP Core Rule Set."
+    )
 
     @field_validator("mode", mode="before")
     @classmethod

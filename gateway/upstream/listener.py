@@ -37,6 +37,8 @@ def parser_rejection(exc: HttpProcessingError) -> Rejection:
         return HeaderFieldsTooLarge(
             f"A header field or the request line is longer than {exc.args[1]} bytes"
         )
+    if exc.message.startswith("Too many headers"):
+        return HeaderFieldsTooLarge("The request has more header fields than the parser allows")
     return BadRequest("The request is not valid HTTP/1.1")
 
 

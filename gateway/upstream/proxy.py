@@ -30,7 +30,11 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     route = request[ROUTE]
     headers = upstream_headers(request, route)
-    url = route.upstream.base_url + request.raw_path
+    target = request.raw_path
+    if not target.startswith("/"):
+        # Absolute-form (GET http://host/path): only its path and query go to our upstream.
+        target = request.rel_url.raw_path_qs
+    url = route.upstream.base_url + target
     if is_websocket_upgrade(request):
         return await proxy_websocket(
             request, URL(url, encoded=True), headers, route.upstream.timeouts

@@ -12,6 +12,7 @@ from yarl import URL
 from gateway.errors import UpstreamConnectError, UpstreamTimeout
 from gateway.state import STATE
 from gateway.upstream.client import AiohttpUpstreamClient, Timeouts
+from gateway.upstream.lean import LeanUpstreamClient
 
 # Headers the WebSocket handshake computes itself on each side.
 _HANDSHAKE = frozenset(
@@ -37,8 +38,8 @@ async def proxy_websocket(
     request: web.Request, url: URL, headers: CIMultiDict[str], timeouts: Timeouts
 ) -> web.StreamResponse:
     client = request.app[STATE].upstream
-    if not isinstance(client, AiohttpUpstreamClient):
-        raise UpstreamConnectError("WebSocket upgrades need the aiohttp upstream client")
+    if not isinstance(client, AiohttpUpstreamClient | LeanUpstreamClient):
+        raise UpstreamConnectError("WebSocket upgrades need an upstream client with a session")
     offered = [
         p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
     ]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 from aiohttp.http_exceptions import PayloadEncodingError
 
-from gateway.errors import ContentLengthMismatch, PayloadTooLarge
+from gateway.errors import ContentLengthMismatch, PayloadTooLarge, RequestTimeout
 
 CHUNK = 1 << 16
 
@@ -17,8 +18,11 @@ class BodyStream(Protocol):
     async def read(self, n: int = -1) -> bytes: ...
 
 
-async def read_bounded(stream: BodyStream, limit: int | None, declared: int | None) -> bytes:
-    """The whole body; PayloadTooLarge as soon as it passes `limit` (None: no limit).
+async def read_bounded(
+    stream: BodyStream, limit: int | None, declared: int | None, idle_timeout: float | None = None
+) -> bytes:
+    """The whole body; PayloadTooLarge as soon as it passes `limit` (None: no limit), and
+    RequestTimeout when no byte came for `idle_timeout` seconds (a slow-body client).
 
     A client that closes before sending the length it declared surfaces here as a lost
     connection or a PayloadEncodingError: a 400 in the metrics and logs (the client is gone).
@@ -28,7 +32,13 @@ async def read_bounded(stream: BodyStream, limit: int | None, declared: int | No
     try:
         while True:
             want = CHUNK if limit is None else min(CHUNK, limit + 1 - total)
-            chunk = await stream.read(want)
+            try:
+                async with asyncio.timeout(idle_timeout):
+                    chunk = await stream.read(want)
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"no part of the body arrived for {idle_timeout:g} s after {total} bytes"
+                ) from None
             if not chunk:
                 break
             total += len(chunk)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -39,6 +41,11 @@ def manifest_files() -> Iterator[Path]:
 
 def kustomize(directory: Path) -> list[Manifest]:
     """The kustomization rendered by kustomize itself (kubectl's built-in, or the binary)."""
+    return copy.deepcopy(_rendered(directory))
+
+
+@functools.cache
+def _rendered(directory: Path) -> list[Manifest]:
     if kubectl := shutil.which("kubectl"):
         command = [kubectl, "kustomize", str(directory)]
     elif binary := shutil.which("kustomize"):
@@ -74,7 +81,8 @@ def gateway_container(deployment: Manifest) -> Manifest:
         if c.get("args", [])[:1] == ["run"]
     ]
     assert len(found) == 1, "expected exactly one container running `gateway run`"
-    return found[0]
+    container: Manifest = found[0]
+    return container
 
 
 def policy_path(container: Manifest) -> str:

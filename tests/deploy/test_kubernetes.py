@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]  # ships no type hints
 import pytest
 
 from tests.deploy.manifests import (
@@ -43,9 +43,7 @@ def validate(manifest: Manifest, version: str) -> None:
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-@pytest.mark.parametrize(
-    "path", list(manifest_files()), ids=lambda p: str(p.relative_to(ROOT))
-)
+@pytest.mark.parametrize("path", list(manifest_files()), ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_manifest_file_validates(path: Path, version: str) -> None:
     """Every manifest file (overlay patches included) passes the API schema in strict mode."""
     manifests = documents(path)
@@ -105,7 +103,9 @@ def test_ports_and_probes_match_the_policy(name: str, tmp_path: Path) -> None:
     assert host_of(listen.admin) == "127.0.0.1"
     assert port_of(listen.admin) not in ports.values()
 
-    probes = {kind: container[f"{kind}Probe"]["httpGet"] for kind in ("startup", "liveness", "readiness")}
+    probes = {
+        kind: container[f"{kind}Probe"]["httpGet"] for kind in ("startup", "liveness", "readiness")
+    }
     assert {kind: (p["path"], p["port"]) for kind, p in probes.items()} == {
         "startup": ("/livez", "health"),
         "liveness": ("/livez", "health"),
@@ -196,7 +196,9 @@ def test_example_overlay_shares_counters_in_its_redis(tmp_path: Path) -> None:
     assert match[1] == redis["metadata"]["name"]
     assert int(match[2]) == redis["spec"]["ports"][0]["port"]
     assert one(manifests, "Deployment", "shop")["spec"]["replicas"] == policy.store.replicas
-    assert all(m["metadata"].get("namespace") == "shop" for m in manifests if m["kind"] != "Namespace")
+    assert all(
+        m["metadata"].get("namespace") == "shop" for m in manifests if m["kind"] != "Namespace"
+    )
 
 
 @pytest.mark.parametrize("name", list(KUSTOMIZATIONS))
@@ -231,10 +233,17 @@ def test_network_policy_keeps_admin_and_app_ports_private(name: str, tmp_path: P
     policy = load_embedded_policy(one(manifests, "ConfigMap"), "policy.yaml", tmp_path)
     network = one(manifests, "NetworkPolicy", "shop-gateway")["spec"]
     assert network["policyTypes"] == ["Ingress"]
-    allowed = {named.get(p["port"], p["port"]) for rule in network["ingress"] for p in rule["ports"]}
-    assert allowed == {port_of(policy.listen.proxy), port_of(policy.listen.health),
-                       port_of(policy.listen.metrics)}
-    metrics_rules = [r for r in network["ingress"] if any(p["port"] == "metrics" for p in r["ports"])]
+    allowed = {
+        named.get(p["port"], p["port"]) for rule in network["ingress"] for p in rule["ports"]
+    }
+    assert allowed == {
+        port_of(policy.listen.proxy),
+        port_of(policy.listen.health),
+        port_of(policy.listen.metrics),
+    }
+    metrics_rules = [
+        r for r in network["ingress"] if any(p["port"] == "metrics" for p in r["ports"])
+    ]
     assert all("from" in rule for rule in metrics_rules), "metrics must not be open to all"
 
 

@@ -14,6 +14,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.observability.logs import configure_logging
+from gateway.policy.model import Upstream
+from gateway.upstream.clients import CLIENTS
 from tests.conftest import GatewayFactory
 
 ROUTES = """
@@ -119,6 +121,19 @@ async def upstream_hits(upstream: TestServer) -> dict[str, int]:
         f"{upstream.host}:{upstream.port}", b"GET /_hits HTTP/1.1\r\nHost: u\r\n\r\n"
     )
     return raw.json()
+
+
+@pytest.fixture(autouse=True, params=sorted(CLIENTS))
+def upstream_client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every proxy test runs against each upstream client: the suite is their shared contract.
+
+    The client under test is registered under the policy's default name, so the policies the
+    tests write need no change.
+    """
+    name: str = request.param
+    default = Upstream.model_fields["client"].default
+    monkeypatch.setitem(CLIENTS, default, CLIENTS[name])
+    return name
 
 
 @pytest.fixture

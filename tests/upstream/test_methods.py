@@ -35,13 +35,7 @@ PATHS = [
     pytest.param("/echo/a%2Fb?x=%20y", id="encoded-slash-and-space"),
     pytest.param("/echo/%7Euser/./x/../y?q=a+b&q=%2B", id="dot-segments-and-plus"),
     pytest.param("/echo//double//slash", id="double-slash"),
-    pytest.param(
-        "/echo/empty-query?",
-        id="empty-query",
-        marks=pytest.mark.xfail(
-            strict=True, reason="yarl, under aiohttp's client, drops an empty query's '?'"
-        ),
-    ),
+    pytest.param("/echo/empty-query?", id="empty-query"),
     pytest.param("/echo/caf%C3%A9?k=%E2%9C%93&flag", id="utf8-percent-and-bare-flag"),
     pytest.param("/echo/semi;colon=1?a=1;b=2", id="semicolons"),
 ]
@@ -49,9 +43,13 @@ PATHS = [
 
 @pytest.mark.parametrize("target", PATHS)
 async def test_path_and_query_reach_upstream_byte_for_byte(
-    make_gateway: GatewayFactory, target: str
+    make_gateway: GatewayFactory, target: str, upstream_client: str, request: pytest.FixtureRequest
 ) -> None:
     """The request target, percent-encoding and odd segments included, is forwarded unchanged."""
+    if upstream_client == "aiohttp" and target.endswith("?"):
+        request.applymarker(
+            pytest.mark.xfail(strict=True, reason="yarl, under aiohttp's client, drops a bare '?'")
+        )
     gw = await make_gateway(ROUTES)
     response = await exchange(
         gw.gateway.addresses["proxy"], f"GET {target} HTTP/1.1\r\nHost: app\r\n\r\n".encode()

@@ -1,0 +1,1 @@
+"""Tests of the admin port: auth, explain, status and the status page."""
