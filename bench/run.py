@@ -1,12 +1,15 @@
 """Side-by-side proxy benchmark on this machine: upstream direct, gateway, bare aiohttp, nginx.
 
 Each proxy forwards to the same cheap origin (nginx answering a 3-byte 200). The proxies run on
-CPU 1, the origin and wrk on CPU 0 (taskset), as in ../shared/notes/perf.md. Targets are measured
-in turn, several interleaved rounds, and the medians printed with the ratios gateway/bare and
-gateway/nginx.
+CPU 1, the origin, redis and wrk on CPU 0 (taskset), as in ../shared/notes/perf.md. Targets are
+measured in turn, several interleaved rounds, at 32 connections and then at 1, and the medians
+printed with every ratio of issue 10: the gateway with all policies on (bench/all_policies.yaml)
+against nginx, with the memory store and with the Redis store, and its added p50 latency over
+nginx at concurrency 1.
 
-    .venv/bin/python bench/run.py                 # 5 rounds x 4 s per target, ~1.5 min
+    .venv/bin/python bench/run.py                 # 5 rounds x 4 s per target, ~4 min
     .venv/bin/python bench/run.py --smoke         # 1 round x 1 s, skips nginx if absent
+    .venv/bin/python bench/run.py --clients       # plus all policies on aiohttp's client
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 PATH = "/api/bench"
 """Requested path: the example policy's `api` route."""
+ALL_MEMORY = "gateway, all policies, memory store"
+ALL_REDIS = "gateway, all policies, redis store"
+ALL_AIOHTTP = "gateway, all policies, aiohttp client"
+LATENCY = ("nginx proxy", ALL_MEMORY)
+"""Measured again at concurrency 1, for the added p50 latency."""
 
 
 @dataclass(frozen=True)
@@ -130,21 +138,35 @@ class Stack(contextlib.ExitStack):
         self.spawn(name, pinned(cpu, ["nginx", "-p", str(self.workdir), "-c", str(conf)]))
 
 
-def start_gateway(stack: Stack, origin: str, access: str, cpu: int | None) -> str:
-    """The gateway on the example policy, ports chosen by the OS, the access log as asked."""
-    policy = yaml.safe_load((ROOT / "config" / "example.yaml").read_text())
+def start_gateway(
+    stack: Stack,
+    origin: str,
+    access: str,
+    cpu: int | None,
+    *,
+    name: str = "gateway",
+    policy_file: Path = ROOT / "config" / "example.yaml",
+    store: str | None = None,
+    client: str | None = None,
+) -> str:
+    """A gateway on a policy file, ports chosen by the OS, the access log as asked."""
+    policy = yaml.safe_load(policy_file.read_text())
     policy["listen"] = {k: "127.0.0.1:0" for k in ("proxy", "health", "metrics", "admin")}
-    policy["upstream"]["url"] = origin
-    policy["logging"]["access"] = {"mode": access, "sample_rate": 0.01}
+    policy.setdefault("upstream", {})["url"] = origin
+    if client is not None:
+        policy["upstream"]["client"] = client
+    if store is not None:
+        policy["store"] = {"url": store}
+    policy.setdefault("logging", {})["access"] = {"mode": access, "sample_rate": 0.01}
     policy["shutdown"] = {"drain": "0s", "grace": "1s"}  # nothing to drain once wrk is done
-    path = stack.workdir / "policy.yaml"
+    path = stack.workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(policy))
     stack.spawn(
-        "gateway",
+        name,
         pinned(cpu, [sys.executable, "-m", "gateway", "run", "--policy", str(path)]),
         cwd=ROOT,
     )
-    out = stack.workdir / "gateway.out"
+    out = stack.workdir / f"{name}.out"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         for line in out.read_text().splitlines():
@@ -167,6 +189,23 @@ def _search(pattern: str, text: str) -> str:
 def _ms(text: str) -> float:
     number, unit = _search(r"^([\d.]+)", text), text.lstrip("0123456789.")
     return float(number) * _UNITS[unit]
+
+
+def start_redis(stack: Stack, cpu: int | None) -> str | None:
+    """A throw-away redis-server for the Redis-store row; None when there is no binary."""
+    if shutil.which("redis-server") is None:
+        return None
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    stack.spawn("redis", pinned(cpu, [*argv, "--appendonly", "no"]))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as s:
+            s.sendall(b"PING\r\n")
+            if s.recv(16).startswith(b"+PONG"):
+                return f"redis://127.0.0.1:{port}/0"
+        time.sleep(0.1)
+    raise SystemExit("bench: redis-server did not start")
 
 
 def wrk(url: str, seconds: float, connections: int, cpu: int | None) -> Result:
@@ -214,6 +253,40 @@ def targets(args: argparse.Namespace, workdir: Path) -> Iterator[dict[str, str]]
         origin = f"http://127.0.0.1:{origin_port}"
         urls = {"upstream direct": origin + PATH}
         urls["gateway"] = start_gateway(stack, origin, args.access_log, proxy_cpu) + PATH
+        all_on = ROOT / "bench" / "all_policies.yaml"
+        urls[ALL_MEMORY] = (
+            start_gateway(
+                stack, origin, args.access_log, proxy_cpu, name="gateway-all", policy_file=all_on
+            )
+            + PATH
+        )
+        redis_url = start_redis(stack, origin_cpu)
+        if redis_url is not None:
+            urls[ALL_REDIS] = (
+                start_gateway(
+                    stack,
+                    origin,
+                    args.access_log,
+                    proxy_cpu,
+                    name="gateway-all-redis",
+                    policy_file=all_on,
+                    store=redis_url,
+                )
+                + PATH
+            )
+        if args.clients:
+            urls[ALL_AIOHTTP] = (
+                start_gateway(
+                    stack,
+                    origin,
+                    args.access_log,
+                    proxy_cpu,
+                    name="gateway-all-aiohttp",
+                    policy_file=all_on,
+                    client="aiohttp",
+                )
+                + PATH
+            )
         bare_port = free_port()
         stack.spawn(
             "bare",
@@ -241,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--access-log", choices=["on", "off", "sampled"], default="sampled")
     parser.add_argument("--smoke", action="store_true", help="1 round of 1 s, to see it works")
+    parser.add_argument(
+        "--clients", action="store_true", help="add the all-policies gateway on aiohttp's client"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.rounds, args.seconds = 1, 1.0
@@ -257,46 +333,82 @@ def main(argv: list[str] | None = None) -> int:
             for url in urls.values():  # warm-up: connection pools, caches, the JIT-less rest
                 wrk(url, 1, args.connections, load_cpu)
         results: dict[str, list[Result]] = {name: [] for name in urls}
+        single: dict[str, list[Result]] = {name: [] for name in LATENCY if name in urls}
         for round_ in range(args.rounds):
             for name, url in urls.items():
                 results[name].append(wrk(url, args.seconds, args.connections, load_cpu))
+            for name in single:
+                single[name].append(wrk(urls[name], args.seconds, 1, load_cpu))
             print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr, flush=True)
-    print(report(results, args, pinned_cpus=two_cpus, load_before=load_before))
+    print(report(results, single, args, pinned_cpus=two_cpus, load_before=load_before))
     return 0
+
+
+def _median(runs: list[Result]) -> Result:
+    return Result(
+        statistics.median(r.rps for r in runs),
+        statistics.median(r.p50_ms for r in runs),
+        statistics.median(r.p99_ms for r in runs),
+        sum(r.errors for r in runs),
+    )
 
 
 def report(
     results: dict[str, list[Result]],
+    single: dict[str, list[Result]],
     args: argparse.Namespace,
     pinned_cpus: bool,
     load_before: float,
 ) -> str:
-    median = {
-        name: Result(
-            statistics.median(r.rps for r in runs),
-            statistics.median(r.p50_ms for r in runs),
-            statistics.median(r.p99_ms for r in runs),
-            sum(r.errors for r in runs),
-        )
-        for name, runs in results.items()
-    }
-    layout = "proxies on CPU 1, origin + wrk on CPU 0" if pinned_cpus else "not pinned"
+    median = {name: _median(runs) for name, runs in results.items()}
+    one = {name: _median(runs) for name, runs in single.items() if runs}
+    layout = "proxies on CPU 1, origin + redis + wrk on CPU 0" if pinned_cpus else "not pinned"
     lines = [
-        f"wrk -t1 -c{args.connections} -d{args.seconds:g}s, {args.rounds} interleaved rounds, "
-        f"medians; {layout}; gateway access log: {args.access_log}; "
+        f"wrk -t1 -c{args.connections} -d{args.seconds:g}s (and -c1), {args.rounds} interleaved "
+        f"rounds, medians; {layout}; gateway access log: {args.access_log}; "
         f"load average before: {load_before:.2f} (other work on the machine skews all rows)",
         "",
-        "| target | requests/s | p50 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|",
+        "| target | requests/s | p50 ms | p99 ms | errors | p50 ms at c1 |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name, r in median.items():
-        lines.append(f"| {name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |")
-    gateway = median["gateway"].rps
+        c1 = f"{one[name].p50_ms:.3f}" if name in one else ""
+        lines.append(
+            f"| {name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {c1} |"
+        )
     lines.append("")
-    lines.append(f"gateway/bare  = {gateway / median['bare aiohttp proxy'].rps:.2f}")
-    if "nginx proxy" in median:
-        lines.append(f"gateway/nginx = {gateway / median['nginx proxy'].rps:.2f}")
+    lines.extend(ratios(median, one))
     return "\n".join(lines)
+
+
+def ratios(median: dict[str, Result], one: dict[str, Result]) -> list[str]:
+    """Every ratio issue 10 sets a target for, with the target beside it."""
+    lines = []
+    bare = median["bare aiohttp proxy"].rps
+    lines.append(f"gateway (example policy) / bare aiohttp  = {median['gateway'].rps / bare:.2f}")
+    nginx = median.get("nginx proxy")
+    if nginx is None:
+        lines.append("(no nginx: the ratios to nginx are not measured)")
+        return lines
+    lines.append(
+        f"gateway (example policy) / nginx         = {median['gateway'].rps / nginx.rps:.2f}"
+    )
+    rows = [
+        (ALL_MEMORY, "target >= 0.35, stretch >= 0.6"),
+        (ALL_REDIS, "target >= 0.25"),
+        (ALL_AIOHTTP, "the fallback client, for comparison"),
+    ]
+    for name, target in rows:
+        if name in median:
+            lines.append(f"{name} / nginx = {median[name].rps / nginx.rps:.2f}   ({target})")
+    if ALL_MEMORY in one and "nginx proxy" in one:
+        added = one[ALL_MEMORY].p50_ms - one["nginx proxy"].p50_ms
+        lines.append(
+            f"added p50 at concurrency 1, all policies, over nginx = {added:.3f} ms   "
+            "(target <= 0.3 ms)"
+        )
+    lines.append("workers (two on two cores >= 1.7x one): not measured, no `workers` setting yet")
+    return lines
 
 
 if __name__ == "__main__":

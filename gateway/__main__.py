@@ -1,4 +1,4 @@
-"""The command line: `gateway run`, `gateway check`, `gateway schema`."""
+"""The command line: `gateway run`, `gateway check`, `gateway schema`, `gateway explain`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 
+from gateway.admin.cli import add_explain_command
 from gateway.errors import PolicyError
 from gateway.policy.loader import EXTENSION_PREFIX
 from gateway.policy.model import Policy
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     check.set_defaults(func=_check)
     schema = commands.add_parser("schema", help="print the JSON Schema of the policy file")
     schema.set_defaults(func=_schema)
+    add_explain_command(commands)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

@@ -170,7 +170,10 @@ async def explain_rate_limits(
 
 
 def explain_validation(validator: Validator, described: Described) -> tuple[Json, Rejection | None]:
-    """Every check of the route with its verdict: pass, fail, not_reached or skipped."""
+    """Every check of the route with its verdict: pass, fail, not_reached or skipped.
+
+    As for a real request, the first failure ends the checks: the ones after it are not_reached.
+    """
     checks: list[Json] = []
     first: Rejection | None = None
 
@@ -192,7 +195,9 @@ def explain_validation(validator: Validator, described: Described) -> tuple[Json
         failed(exc, hit)
         checks.extend({"check": name, "verdict": "not_reached"} for name in configured[index + 1 :])
     for target in ("query", "headers"):
-        if target in validator.schemas:
+        if target in validator.schemas and first is not None:
+            checks.append({"check": f"schema.{target}", "verdict": "not_reached"})
+        elif target in validator.schemas:
             try:
                 if target == "query":
                     validator.check_query(parse_qsl(described.query, keep_blank_values=True))
@@ -201,11 +206,16 @@ def explain_validation(validator: Validator, described: Described) -> tuple[Json
                 checks.append({"check": f"schema.{target}", "verdict": "pass"})
             except Rejection as exc:
                 failed(exc, f"schema.{target}")
-    if head.has_body and validator.needs_body(head.media_type, head.content_length):
+    if first is not None:
+        checks.append({"check": "body", "verdict": "not_reached"})
+    elif head.has_body and validator.needs_body(head.media_type, head.content_length):
         try:
             validator.head.check_decodable(head)
             if len(described.body) > validator.max_body:
-                raise PayloadTooLarge(f"the body exceeds {validator.max_body} bytes")
+                raise PayloadTooLarge(
+                    f"the body exceeds {validator.max_body} bytes",
+                    extensions={"check": "max_body"},
+                )
             outcome = validator.check_body(described.body, head.media_type)
             checks.append({"check": "body", "verdict": "pass", "sanitized": outcome.sanitized})
         except Rejection as exc:

@@ -8,7 +8,6 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.observability.logs import access_wanted, get_logger
-from gateway.observability.metrics import method_label, status_class
 from gateway.state import BYTES_IN, BYTES_OUT, ROUTE, STATE, UPSTREAM_SECONDS
 
 access_log = get_logger("gateway.access")
@@ -36,12 +35,14 @@ async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
         elapsed = time.perf_counter() - started
         matched = request.get(ROUTE)
         route_name = matched.name if matched is not None else "unmatched"
-        method = method_label(request.method)
-        families.requests.labels(route_name, method, status_class(status)).inc()
-        families.request_duration.labels(route_name).observe(elapsed)
+        bound = families.route(route_name)
+        bound.requests(request.method, status).inc()
+        bound.duration.observe(elapsed)
         bytes_in, bytes_out = request.get(BYTES_IN, 0), request.get(BYTES_OUT, answered)
-        families.bytes_in.labels(route_name).inc(bytes_in)
-        families.bytes_out.labels(route_name).inc(bytes_out)
+        if bytes_in:
+            bound.bytes_in.inc(bytes_in)
+        if bytes_out:
+            bound.bytes_out.inc(bytes_out)
         access = state.current.policy.logging.access
         if access_wanted(access.mode, access.sample_rate, status):
             upstream = request.get(UPSTREAM_SECONDS)

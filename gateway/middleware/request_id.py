@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 import structlog
 from aiohttp import web
@@ -18,7 +18,8 @@ _WELL_FORMED = re.compile(r"^[A-Za-z0-9._:+=/-]{1,128}$")
 @web.middleware
 async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
     offered = request.headers.get("X-Request-ID")
-    rid = offered if offered and _WELL_FORMED.match(offered) else uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, as uuid4().hex, without building a UUID object.
+    rid = offered if offered and _WELL_FORMED.match(offered) else os.urandom(16).hex()
     request[REQUEST_ID] = rid
     # Each request runs in its own task, so this binding is seen by that request's lines only.
     structlog.contextvars.bind_contextvars(request_id=rid)

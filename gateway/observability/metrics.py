@@ -39,8 +39,15 @@ class RouteMetrics:
     resolves a route's children once and keeps them here.
     """
 
-    __slots__ = ("_by_method_status", "_families", "bytes_in", "bytes_out", "duration", "name")
-    __slots__ += ("upstream_duration",)
+    __slots__ = (
+        "_by_method_status",
+        "_families",
+        "bytes_in",
+        "bytes_out",
+        "duration",
+        "name",
+        "upstream_duration",
+    )
 
     def __init__(self, families: GatewayMetrics, name: str) -> None:
         self.name = name

@@ -12,8 +12,9 @@ ANONYMOUS = "(anonymous)"
 """The bucket of requests that lack a key part: they are counted together, never skipped."""
 
 # Client-supplied values may be long or contain our separators, or Redis Cluster's hash-tag
-# braces; those are replaced by a digest so a key stays short and unambiguous.
-_PLAIN = re.compile(r"^[^|{}\s]{1,64}$")
+# braces; those are replaced by a digest so a key stays short and unambiguous. Header bytes
+# that are not UTF-8 arrive as lone surrogates, which no store can encode: digested too.
+_PLAIN = re.compile(r"^[^|{}\s\ud800-\udfff]{1,64}$")
 
 Part = Callable[[RequestFacts], str | None]
 KeyFunction = Callable[[RequestFacts], str]
@@ -24,7 +25,9 @@ def _safe(value: str | None) -> str:
         return ANONYMOUS
     if _PLAIN.match(value):
         return value
-    return "#" + hashlib.blake2b(value.encode(), digest_size=12).hexdigest()
+    # Lone surrogates (undecodable header bytes, a JWT claim's "\ud800") are kept as such.
+    raw = value.encode("utf-8", "surrogatepass")
+    return "#" + hashlib.blake2b(raw, digest_size=12).hexdigest()
 
 
 def compose(namespace: str, values: Sequence[str | None]) -> str:

@@ -213,12 +213,12 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         self.pool._discard(self)
 
-    async def wait(self, timeout: float) -> None:
-        """Until the parser has news (headers, body bytes, the end) or `timeout` passes."""
+    async def wait(self, read_timeout: float) -> None:
+        """Until the parser has news (headers, body bytes, the end) or `read_timeout` passes."""
         if self.error is not None:
             raise self.error
         waiter = self.waiter = self.loop.create_future()
-        timer = self.loop.call_later(timeout, self._timed_out, waiter)
+        timer = self.loop.call_later(read_timeout, self._timed_out, waiter)
         try:
             await waiter
         finally:

@@ -56,7 +56,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     sent_at = loop.time()
     upstream = await send_upstream(request, route, url, headers, body)
     request[UPSTREAM_SECONDS] = loop.time() - sent_at
-    state.metrics.upstream_duration.labels(route.name).observe(request[UPSTREAM_SECONDS])
+    state.metrics.route(route.name).upstream_duration.observe(request[UPSTREAM_SECONDS])
     try:
         return await _stream_back(request, upstream)
     finally:
@@ -100,8 +100,13 @@ async def _stream_back(request: web.Request, up: UpstreamResponse) -> web.Stream
         elif up.status != 204:  # a 204 never carries Content-Length (RFC 9110 §8.6)
             # HEAD and 304 answers announce the length of the body they do not carry.
             response.headers["Content-Length"] = length
-    await response.prepare(request)
     request[BYTES_OUT] = 0
+    try:
+        await response.prepare(request)
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        # Gone before the headers (a pipelining client that hung up): not a gateway failure.
+        log.info("client_went_away", bytes_sent=0)
+        return response
     if has_body:
         try:
             async for chunk in up.body():

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -214,7 +218,7 @@ def test_non_loopback_admin_without_token_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as refused:
         load_policy(str(path))
     assert refused.value.messages == [
-        f"{path}:1:18: listen.admin: the admin port listens on '0.0.0.0', beyond loopback: "
+        f"{path}:1:10: listen.admin: the admin port listens on '0.0.0.0', beyond loopback: "
         'set admin.token (e.g. admin: {token: "${GATEWAY_ADMIN_TOKEN}"}) or listen on 127.0.0.1'
     ]
     path.write_text(
@@ -272,3 +276,26 @@ async def test_status_document(make_gateway: GatewayFactory, client: aiohttp.Cli
     assert status["health"]["ready"] is True
     assert status["series"]["interval_s"] == 1.0
     assert "groups" in status["errors"]
+
+
+async def test_explain_cli(make_gateway: GatewayFactory) -> None:
+    """`gateway explain` prints the running gateway's answer as JSON, the token sent along."""
+    gw = await make_gateway(policy(extra=f'admin: {{token: "{TOKEN}"}}\n'))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "explain", "--admin", gw.url("admin", ""),
+        "--token", TOKEN, "POST", "/echo/o", "-H", "Content-Type: application/json",
+        "--data", "{not json", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    answer = json.loads(out)
+    assert answer["route"] == "api"
+    assert (answer["outcome"]["status"], answer["outcome"]["reason"]) == (400, "invalid_json")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "explain", "--admin", gw.url("admin", ""), "GET", "/",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if k != "GATEWAY_ADMIN_TOKEN"},
+    )  # fmt: skip
+    _, err = await process.communicate()
+    assert process.returncode == 1
+    assert "401" in err.decode()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,11 +92,18 @@ def policy_path(container: Manifest) -> str:
     return args[args.index("--policy") + 1]
 
 
-def load_embedded_policy(configmap: Manifest, key: str, directory: Path) -> Policy:
+def load_embedded_policy(configmap: Manifest, key: str) -> Policy:
     """The ConfigMap's policy, written to a file and loaded as the gateway loads it."""
-    path = directory / key
-    path.write_text(configmap["data"][key])
-    return load_policy(str(path)).policy
+    return _load_text(configmap["data"][key], os.environ.get("GATEWAY_CRS_RULES"))
+
+
+@functools.cache
+def _load_text(text: str, crs_rules: str | None) -> Policy:
+    # Cached: the tests load the same few policies many times.
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "policy.yaml"
+        path.write_text(text)
+        return load_policy(str(path)).policy
 
 
 def port_of(address: str) -> int:

@@ -173,7 +173,7 @@ async def test_healthcheck_command_passes_on_a_live_gateway(make_gateway: Gatewa
     assert await exit_code(f"127.0.0.1:{free_port()}") != 0
 
 
-def test_compose_runs_two_replicas_sharing_one_redis() -> None:
+def test_compose_runs_two_replicas_sharing_one_redis(crs_rules: Path) -> None:
     """Both gateways load the same valid policy, which names the compose app and Redis."""
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]

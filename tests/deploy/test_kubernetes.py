@@ -67,7 +67,7 @@ def test_every_rendered_kustomization_validates(name: str, version: str) -> None
     [K8S / "base" / "configmap.yaml", K8S / "overlays" / "example" / "policy.yaml"],
     ids=["base", "example"],
 )
-def test_configmap_policy_passes_gateway_check(path: Path, tmp_path: Path) -> None:
+def test_configmap_policy_passes_gateway_check(path: Path, tmp_path: Path, crs_rules: Path) -> None:
     """The policy embedded in each ConfigMap passes `gateway check` (exit 0)."""
     configmap = one(documents(path), "ConfigMap")
     target = tmp_path / "policy.yaml"
@@ -84,13 +84,13 @@ def test_configmap_policy_passes_gateway_check(path: Path, tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("name", list(KUSTOMIZATIONS))
-def test_ports_and_probes_match_the_policy(name: str, tmp_path: Path) -> None:
+def test_ports_and_probes_match_the_policy(name: str, crs_rules: Path) -> None:
     """Container ports, probes, Service, scrape annotation and mount agree with the policy."""
     manifests = kustomize(KUSTOMIZATIONS[name])
     deployment = one(manifests, "Deployment", "shop")
     container = gateway_container(deployment)
     configmap = one(manifests, "ConfigMap")
-    policy = load_embedded_policy(configmap, "policy.yaml", tmp_path)
+    policy = load_embedded_policy(configmap, "policy.yaml")
     listen = policy.listen
 
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -186,10 +186,10 @@ def test_native_sidecar_variant_runs_the_gateway_as_an_init_container() -> None:
     assert "lifecycle" not in spec["containers"][0]
 
 
-def test_example_overlay_shares_counters_in_its_redis(tmp_path: Path) -> None:
+def test_example_overlay_shares_counters_in_its_redis(crs_rules: Path) -> None:
     """The example's policy stores counters in the overlay's Redis Service, on its port."""
     manifests = kustomize(KUSTOMIZATIONS["example"])
-    policy = load_embedded_policy(one(manifests, "ConfigMap"), "policy.yaml", tmp_path)
+    policy = load_embedded_policy(one(manifests, "ConfigMap"), "policy.yaml")
     redis = one(manifests, "Service", "redis")
     match = re.fullmatch(r"redis://([^:/]+):(\d+)/\d+", policy.store.url)
     assert match, policy.store.url
@@ -225,12 +225,12 @@ def test_selectors_reach_the_pods(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", list(KUSTOMIZATIONS))
-def test_network_policy_keeps_admin_and_app_ports_private(name: str, tmp_path: Path) -> None:
+def test_network_policy_keeps_admin_and_app_ports_private(name: str, crs_rules: Path) -> None:
     """Ingress is allowed to the proxy, health and metrics ports only; never admin or the app."""
     manifests = kustomize(KUSTOMIZATIONS[name])
     container = gateway_container(one(manifests, "Deployment", "shop"))
     named = {p["name"]: p["containerPort"] for p in container["ports"]}
-    policy = load_embedded_policy(one(manifests, "ConfigMap"), "policy.yaml", tmp_path)
+    policy = load_embedded_policy(one(manifests, "ConfigMap"), "policy.yaml")
     network = one(manifests, "NetworkPolicy", "shop-gateway")["spec"]
     assert network["policyTypes"] == ["Ingress"]
     allowed = {

@@ -7,6 +7,7 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -54,6 +55,14 @@ routes:
       max_body: 64
       json: {max_depth: 4}
       sanitize_html: {fields: ["$.comment"]}
+  - name: attacked
+    match: {path_prefix: /echo/attacked}
+    validation:
+      attacks: {mode: block, crs: {rules_dir: "CRS_RULES"}}
+  - name: hurried
+    match: {path_prefix: /echo/hurried}
+    validation:
+      attacks: {mode: block, crs: {rules_dir: "CRS_RULES", time_budget: 0s, on_timeout: pass}}
   - name: guarded
     match: {path_prefix: /status/}
     circuit_breaker: {min_calls: 2, failure_rate: 50%, open_for: 1m}
@@ -127,6 +136,11 @@ async def exercise(session: aiohttp.ClientSession, proxy: str) -> None:
         assert response.status == 200
     async with session.post(f"{proxy}/echo/validated", data=b"x" * 100) as response:
         assert response.status == 413
+    sqli = {"q": "1 UNION SELECT password FROM users--"}
+    async with session.post(f"{proxy}/echo/attacked", json=sqli) as response:
+        assert response.status == 403
+    async with session.get(f"{proxy}/echo/hurried?q=1") as response:
+        assert response.status == 200  # the scan ran out of time and on_timeout passed it
     for _ in range(4):  # 503s retried, then the breaker opens and refuses
         async with session.get(f"{proxy}/status/503") as response:
             await response.read()
@@ -146,12 +160,14 @@ async def scrape(
     make_gateway: GatewayFactory,
     upstream: TestServer,
     redis: RedisServer,
+    crs_rules: Path,
     client: aiohttp.ClientSession,
 ) -> Scrape:
     """Scrapes a gateway that has served every kind of request and lost its Redis."""
     url = str(upstream.make_url("")).rstrip("/")
     body = POLICY.replace("UPSTREAM_HOST_PORT", f"{upstream.host}:{upstream.port}")
     body = body.replace("UPSTREAM_URL", url).replace("REDIS_URL", redis.url)
+    body = body.replace("CRS_RULES", str(crs_rules))
     running = await make_gateway(body)
     await exercise(client, running.proxy)
     redis.stop()  # the next limited request fails over to the local store

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.run import ALL_MEMORY, ALL_REDIS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -20,7 +22,7 @@ def test_bench_smoke_prints_every_target_and_the_ratios() -> None:
         [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr
@@ -29,12 +31,16 @@ def test_bench_smoke_prints_every_target_and_the_ratios() -> None:
         for line in done.stdout.splitlines()
         if line.startswith("| ") and not line.startswith("| target")
     }
-    expected = {"upstream direct", "gateway", "bare aiohttp proxy"}
+    expected = {"upstream direct", "gateway", "bare aiohttp proxy", ALL_MEMORY}
+    if shutil.which("redis-server"):
+        expected.add(ALL_REDIS)
     if shutil.which("nginx"):
         expected.add("nginx proxy")
-        assert "gateway/nginx = " in done.stdout
+        assert "gateway (example policy) / nginx " in done.stdout
+        assert f"{ALL_MEMORY} / nginx = " in done.stdout
+        assert "added p50 at concurrency 1" in done.stdout
     assert set(rows) == expected
-    assert "gateway/bare  = " in done.stdout
+    assert "gateway (example policy) / bare aiohttp " in done.stdout
     for row in rows.values():
         rps, errors = row.split("|")[2].strip(), row.split("|")[5].strip()
         assert float(rps.replace(",", "")) > 0

@@ -29,6 +29,12 @@ function table(el, headers, rows, empty) {
 }
 const td = (html, cls = "") => `<td class="${cls}">${html}</td>`;
 
+function niceMax(value) {
+  const step = 10 ** Math.floor(Math.log10(value));
+  for (const m of [1, 2, 5, 10]) if (m * step >= value) return m * step;
+  return 10 * step;
+}
+
 function drawChart(series) {
   const canvas = $("chart");
   const ratio = window.devicePixelRatio || 1;
@@ -39,9 +45,10 @@ function drawChart(series) {
   const ctx = canvas.getContext("2d");
   ctx.scale(ratio, ratio);
   ctx.clearRect(0, 0, width, height);
-  const slots = 300;
-  const max = Math.max(1, ...series.requests, ...series.rejections);
-  const pad = { left: 36, right: 6, top: 8, bottom: 16 };
+  // At least a minute wide, so that a fresh gateway's first seconds do not fill the chart.
+  const slots = Math.max(60, series.requests.length);
+  const max = niceMax(Math.max(1, ...series.requests, ...series.rejections));
+  const pad = { left: 40, right: 8, top: 8, bottom: 18 };
   const w = width - pad.left - pad.right;
   const h = height - pad.top - pad.bottom;
   ctx.strokeStyle = "#e3e6ec";
@@ -51,25 +58,33 @@ function drawChart(series) {
   for (const f of [0, 0.5, 1]) {
     const y = pad.top + h - f * h;
     ctx.beginPath(); ctx.moveTo(pad.left, y); ctx.lineTo(pad.left + w, y); ctx.stroke();
-    ctx.fillText(rate(max * f), 2, y + 4);
+    ctx.fillText(String(+(max * f).toFixed(1)), 4, y + 4);
   }
-  ctx.fillText("-5 min", pad.left, height - 3);
-  ctx.fillText("now", pad.left + w - 22, height - 3);
-  const line = (values, color) => {
-    const start = slots - values.length;
-    ctx.strokeStyle = color;
-    ctx.lineWidth = 1.8;
+  const span = slots * series.interval_s;
+  ctx.fillText(span >= 120 ? `-${Math.round(span / 60)} min` : `-${Math.round(span)} s`,
+    pad.left, height - 4);
+  ctx.fillText("now", pad.left + w - 22, height - 4);
+  const css = getComputedStyle(document.documentElement);
+  const points = (values) => values.map((v, i) => [
+    pad.left + ((slots - values.length + i + 1) / slots) * w,
+    pad.top + h - (v / max) * h,
+  ]);
+  const area = (values, color) => {
+    const pts = points(values);
+    if (!pts.length) return;
     ctx.beginPath();
-    values.forEach((v, i) => {
-      const x = pad.left + ((start + i) / (slots - 1)) * w;
-      const y = pad.top + h - (v / max) * h;
-      if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
-    });
+    ctx.moveTo(pts[0][0], pad.top + h);
+    pts.forEach(([x, y]) => ctx.lineTo(x, y));
+    ctx.lineTo(pts[pts.length - 1][0], pad.top + h);
+    ctx.closePath();
+    ctx.globalAlpha = 0.18; ctx.fillStyle = color; ctx.fill();
+    ctx.globalAlpha = 1; ctx.strokeStyle = color; ctx.lineWidth = 1.8;
+    ctx.beginPath();
+    pts.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
     ctx.stroke();
   };
-  const css = getComputedStyle(document.documentElement);
-  line(series.requests, css.getPropertyValue("--req").trim() || "#2f6fdf");
-  line(series.rejections, css.getPropertyValue("--rej").trim() || "#d9480f");
+  area(series.requests, css.getPropertyValue("--req").trim() || "#2f6fdf");
+  area(series.rejections, css.getPropertyValue("--rej").trim() || "#d9480f");
   const last = (xs) => (xs.length ? xs[xs.length - 1] : 0);
   $("rates").textContent = ` · now ${rate(last(series.requests))} req/s, ` +
     `${rate(last(series.rejections))} rejected/s`;

@@ -295,3 +295,108 @@ TRANSFORMS: dict[str, Transform] = {
 
 def lookup(name: str) -> Transform | None:
     return TRANSFORMS.get(name.lower())
+
+
+# --- batch application over newline-joined values -------------------------------------------
+#
+# The prefilters search the values of a target joined by newlines. Transforming that joined
+# text once instead of each value is exact when the result is the join of the transformed
+# values; each op below returns that join, or None when it cannot vouch for it.
+
+BatchOp = Callable[[str, int], "str | None"]
+"""(text of n values joined by n - 1 newlines, n - 1) -> the join of the transformed values."""
+
+# f(a + "\n" + b) == f(a) + "\n" + f(b) for any a, b: a newline is never consumed nor merged.
+SEPARATOR_SAFE = frozenset(
+    {
+        "none",
+        "lowercase",
+        "uppercase",
+        "urldecode",
+        "urldecodeuni",
+        "htmlentitydecode",
+        "utf8tounicode",
+        "removenulls",
+        "replacenulls",
+    }
+)
+
+# Identity on any value that contains none of these substrings (so on their join as well).
+_TRIGGERS: dict[str, tuple[str, ...]] = {
+    "jsdecode": ("\\",),
+    "cssdecode": ("\\",),
+    "escapeseqdecode": ("\\",),
+    "replacecomments": ("/*",),
+    "removecomments": ("/*", "<!--", "--", "#"),
+    "removecommentschar": ("/*", "*/", "<!--", "-->", "--", "#"),
+}
+
+# The same transformation with "\n" taken out of the whitespace: exact when no value holds one.
+_WS_LINE = re.compile(r"[^\S\n]+")
+_WS_LINE_ALL = re.compile(r"[^\S\n]")
+_CMD_SPACES_LINE = re.compile(r"(?:[^\S\n]|[,;])+")
+
+
+def _cmd_line_lines(value: str) -> str:
+    value = value.translate(_CMD_DELETE)
+    value = _CMD_SPACES_LINE.sub(" ", value)
+    value = _CMD_SPACE_BEFORE.sub("", value)
+    return ascii_lower(value)
+
+
+_LINE_VARIANTS: dict[str, Transform] = {
+    "compresswhitespace": lambda v: _WS_LINE.sub(" ", v),
+    "removewhitespace": lambda v: _WS_LINE_ALL.sub("", v),
+    "cmdline": _cmd_line_lines,
+}
+
+
+def _has_dot_line(text: str) -> bool:
+    return text == "." or text.startswith(".\n") or text.endswith("\n.") or "\n.\n" in text
+
+
+def _per_value(function: Transform) -> BatchOp:
+    """Split on the separators (only when no value holds a newline) and transform each value."""
+
+    def op(text: str, separators: int) -> str | None:
+        if text.count("\n") != separators:
+            return None
+        return "\n".join(function(v) for v in text.split("\n"))
+
+    return op
+
+
+def batch_op(name: str) -> BatchOp:
+    """The batch form of transformation `name` (lowercased, known to `lookup`)."""
+    function = TRANSFORMS[name]
+    per_value = _per_value(function)
+    if name in SEPARATOR_SAFE:
+        return lambda text, separators: function(text)
+    triggers = _TRIGGERS.get(name)
+    if triggers is not None:
+
+        def unless(text: str, separators: int) -> str | None:
+            for trigger in triggers:
+                if trigger in text:
+                    return per_value(text, separators)
+            return text
+
+        return unless
+    if name in ("normalisepath", "normalizepath", "normalisepathwin", "normalizepathwin"):
+        windows = name.endswith("win")
+
+        def path(text: str, separators: int) -> str | None:
+            # Without a slash, only a value that is exactly "." changes (it becomes "").
+            if "/" in text or (windows and "\\" in text) or _has_dot_line(text):
+                return per_value(text, separators)
+            return text
+
+        return path
+    variant = _LINE_VARIANTS.get(name)
+    if variant is not None:
+
+        def line_variant(text: str, separators: int) -> str | None:
+            return variant(text) if text.count("\n") == separators else None
+
+        return line_variant
+    return per_value
