@@ -15,8 +15,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway import errors
 from gateway.errors import (
+    AttackDetected,
     NoRouteMatched,
     PayloadTooLarge,
     RateLimited,
@@ -30,6 +30,7 @@ from gateway.resilience.compile import RouteResilience
 from gateway.runtime import CompiledPolicy, RouteRuntime
 from gateway.stores.base import LimitStore
 from gateway.upstream.headers import client_address
+from gateway.validation.crs.request import RequestView
 from gateway.validation.limits import MediaType, RequestHead
 from gateway.validation.validator import Validator
 
@@ -227,18 +228,10 @@ def explain_validation(validator: Validator, described: Described) -> tuple[Json
 
 
 def explain_attacks(route: RouteRuntime, described: Described) -> Json:
-    """The CRS verdict, when the route carries an attack detector.
-
-    CRS HOOK: the detector is being wired into the validation step; whichever attribute the
-    route ends up carrying (`attacks` or `crs`), an object with `evaluate(view, route)` returning
-    a Verdict with `rule_ids` is used here.
-    """
-    engine = getattr(route, "attacks", None) or getattr(route, "crs", None)
-    evaluate = getattr(engine, "evaluate", None)
-    if evaluate is None:
+    """The CRS verdict, when the route carries an attack detector."""
+    detector = route.attacks
+    if detector is None:
         return {"available": False, "detail": "no attack detector on this route"}
-    from gateway.validation.crs.request import RequestView
-
     view = RequestView(
         method=described.method,
         uri=described.target,
@@ -246,11 +239,14 @@ def explain_attacks(route: RouteRuntime, described: Described) -> Json:
         body=described.body,
         remote_addr=described.client_ip,
     )
-    verdict = evaluate(view, route.name)
+    verdict = detector.evaluate(view, route.name)
     return {
         "available": True,
-        "blocked": bool(verdict.blocked),
+        "mode": "block" if detector.blocking else "detect",
+        "blocked": verdict.blocked and detector.blocking,
+        "reaches_threshold": verdict.blocked,
         "rule_ids": list(verdict.rule_ids),
+        "families": list(verdict.families),
         "anomaly_score": verdict.anomaly_score,
         "threshold": verdict.threshold,
         "failure": verdict.failure,
@@ -258,12 +254,14 @@ def explain_attacks(route: RouteRuntime, described: Described) -> Json:
 
 
 def _attack_refusal(attacks: Json) -> Rejection | None:
-    """CRS HOOK: the rejection a blocking verdict becomes, once errors.py has its class."""
-    detected = getattr(errors, "AttackDetected", None)
-    if not attacks.get("blocked") or detected is None:
+    """A blocking verdict becomes the same 403 the validation step would answer."""
+    if not attacks.get("blocked"):
         return None
-    refusal: Rejection = detected(f"CRS rules {attacks['rule_ids']} matched")
-    return refusal
+    return AttackDetected(
+        f"The request's anomaly score {attacks['anomaly_score']} reached the threshold "
+        f"{attacks['threshold']}",
+        extensions={"rule_ids": attacks["rule_ids"], "families": attacks["families"]},
+    )
 
 
 def explain_breaker(resilience: RouteResilience | None) -> tuple[Json | None, Rejection | None]:

@@ -43,10 +43,12 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
             metrics.ratelimit_decisions.labels(route.name, rule.name, "store_error").inc()
         raise
     finally:
-        metrics.ratelimit_store_duration.labels(store.kind).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        metrics.child(metrics.ratelimit_store_duration, store.kind).observe(elapsed)
     request[VERDICT] = verdict
     for result in verdict.results:
-        metrics.ratelimit_decisions.labels(route.name, result.rule.name, result.outcome).inc()
+        decisions = metrics.ratelimit_decisions
+        metrics.child(decisions, route.name, result.rule.name, result.outcome).inc()
         if result.outcome == "shadow_limited":
             log.info("ratelimit_shadow_limited", route=route.name, rule=result.rule.name)
         elif result.outcome == "store_error":

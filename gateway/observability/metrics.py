@@ -7,6 +7,8 @@ ever becomes a label.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -16,8 +18,13 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
 )
+from prometheus_client.metrics import MetricWrapperBase
 
 from gateway.policy.model import HTTP_METHODS
+
+_Family = TypeVar("_Family", bound=MetricWrapperBase)
+_MAX_CHILDREN = 100_000
+"""Label values are bounded, so the cache is too; the cap guards against a labelling bug."""
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -82,6 +89,16 @@ class GatewayMetrics:
             bound = self._routes[name] = RouteMetrics(self, name)
         return bound
 
+    def child(self, family: _Family, *values: str) -> _Family:
+        """`family.labels(*values)`, remembered: a hot path pays a dict lookup, not a lock."""
+        key = (id(family), values)  # the families live as long as this object
+        found = self._children.get(key)
+        if found is None:
+            found = family.labels(*values)
+            if len(self._children) < _MAX_CHILDREN:
+                self._children[key] = found
+        return found  # type: ignore[return-value]  # the cache holds children of every family
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         # The `*_created` series would double every counter and histogram series, and Prometheus
         # stores them as series of their own that no query of ours reads. The switch is
@@ -92,6 +109,7 @@ class GatewayMetrics:
         PlatformCollector(registry=self.registry)
         r = self.registry
         self._routes: dict[str, RouteMetrics] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
 
         # --- the proxy -------------------------------------------------------------------
         self.requests = Counter(

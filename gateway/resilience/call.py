@@ -143,7 +143,7 @@ async def _tries(
         if breaker is not None and permit is not None:
             breaker.record(permit, failure=failed)
         bad = failed or (isinstance(outcome, int) and outcome >= 500)
-        metrics.upstream_calls.labels(route.name, _outcome_label(outcome, bad)).inc()
+        metrics.child(metrics.upstream_calls, route.name, _outcome_label(outcome, bad)).inc()
         if last is not None:
             last.release()
         last = None

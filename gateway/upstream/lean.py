@@ -440,18 +440,27 @@ class LeanUpstreamClient:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
         self._open += 1
+        created: list[_Connection] = []
+
+        def protocol() -> _Connection:
+            created.append(_Connection(self, origin))
+            return created[0]
+
         try:
             async with asyncio.timeout_at(deadline):
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(self, origin),
+                    protocol,
                     origin.host,
                     origin.port,
                     ssl=origin.ssl,
                     server_hostname=origin.host if origin.ssl is not None else None,
                 )
         except BaseException as exc:
-            self._open -= 1
-            self._wake_one()
+            if created:  # a transport was made, then dropped: count it once
+                created[0].abort()
+            else:
+                self._open -= 1
+                self._wake_one()
             if isinstance(exc, TimeoutError):
                 # As nginx's proxy_connect_timeout: a timeout (504), not a refusal (502).
                 raise UpstreamTimeout("The upstream did not accept a connection in time") from exc

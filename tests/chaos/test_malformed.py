@@ -298,7 +298,8 @@ async def test_random_header_bytes_never_make_a_5xx(
         f'store: {{url: "{redis.url}"}}\n'
         "logging: {access: {mode: errors}}\n"
         "routes:\n  - name: keyed\n    match: {path_prefix: /}\n"
-        '    rate_limit: [{name: k, key: ["header:X-Api-Key", client_ip], limit: 1000, window: 1m}]\n'
+        "    rate_limit:\n"
+        '      - {name: k, key: ["header:X-Api-Key", client_ip], limit: 1000, window: 1m}\n'
     )
     seed = random.Random(9)
     token = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"

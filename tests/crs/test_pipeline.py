@@ -167,3 +167,20 @@ def test_routes_naming_the_same_ruleset_share_one_compiled_engine() -> None:
     )
     assert again.routes[0].attacks is not None
     assert again.routes[0].attacks.engine is a.attacks.engine
+
+
+async def test_explain_names_the_crs_rules_without_touching_the_upstream(
+    make_gateway: GatewayFactory, client: aiohttp.ClientSession, upstream: TestServer
+) -> None:
+    """The admin explain endpoint shows the CRS verdict and the 403 it would give, and sends
+    nothing to the upstream."""
+    gw = await make_gateway(POLICY)
+    described = {"method": "GET", "path": SQLI, "headers": HOST}
+    async with client.post(gw.url("admin", "/admin/explain"), json=described) as response:
+        assert response.status == 200
+        answer = await response.json()
+    attacks = answer["attacks"]
+    assert attacks["available"] is True and attacks["blocked"] is True
+    assert "sqli" in attacks["families"]
+    assert (answer["outcome"]["status"], answer["outcome"]["reason"]) == (403, "attack_detected")
+    assert _hits(upstream) == 0

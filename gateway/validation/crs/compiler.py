@@ -100,21 +100,6 @@ STATIC_VARIABLES = (frozenset(COLLECTIONS) | frozenset(SCALARS)) - {
     "MATCHED_VARS_NAMES",
 }
 
-SEPARATOR_SAFE = frozenset(
-    {
-        "lowercase",
-        "uppercase",
-        "urldecode",
-        "urldecodeuni",
-        "htmlentitydecode",
-        "utf8tounicode",
-        "removenulls",
-        "replacenulls",
-    }
-)
-
-"""Transformations f with f(a + "\\n" + b) == f(a) + "\\n" + f(b): a newline is never consumed."""
-
 SET_SENTINEL = 0
 
 """Index of the always-matching `\\z` pattern each RE2 set starts with."""
@@ -213,8 +198,10 @@ class Atom:
     """Every transformation stage of every value (for multiMatch), not only the last."""
     source: int = 0
     """Which (target, exclusions) the values come from; atoms of one source share raw text."""
-    batch: bool = False
-    """The chain maps joined text to the join of transformed values, so it runs once on it."""
+    ops: tuple[transforms.BatchOp, ...] = ()
+    """The chain's transformations applied to all the values at once, joined by newlines."""
+    prefixes: tuple[int, ...] = ()
+    """Id of the chain's prefix after each op: atoms of one source share the text per prefix."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +288,7 @@ class Compiler:
         self.sources: dict[tuple[VariableSpec, frozenset[VariableSpec]], int] = {}
         self.atoms: dict[tuple[int, VariableSpec, frozenset[VariableSpec], bool], Atom] = {}
         self.groups: dict[frozenset[int], Group] = {}
+        self.prefixes: dict[tuple[str, ...], int] = {}
         self.set_patterns: dict[int, list[bytes]] = {}
         self.updates: list[tuple[IdRanges, tuple[VariableSpec, ...]]] = []
         for exclusion in exclusions:
@@ -582,8 +570,15 @@ class Compiler:
             atom = self.atoms.get(key)
             if atom is None:
                 source = self.sources.setdefault((spec, excluded), len(self.sources))
-                batch = not stages and set(self.chain_names[chain_id]) <= SEPARATOR_SAFE
-                atom = Atom(len(self.atoms), chain_id, target, functions, stages, source, batch)
+                names = self.chain_names[chain_id]
+                ops = tuple(transforms.batch_op(name) for name in names)
+                prefixes = tuple(
+                    self.prefixes.setdefault(names[: i + 1], len(self.prefixes))
+                    for i in range(len(names))
+                )
+                atom = Atom(
+                    len(self.atoms), chain_id, target, functions, stages, source, ops, prefixes
+                )
                 self.atoms[key] = atom
             atoms.append(atom)
         return tuple(atoms)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from gateway.policy.attacks import Attacks
 from gateway.validation.crs.compiler import (
+    CompiledRule,
     Compiler,
     CrsLoadError,
     Exclusion,
@@ -52,10 +53,7 @@ class CrsEngine:
     ) -> None:
         self._phases = phases
         self._sets = sets
-        self._markers = {
-            phase: {step: i for i, step in enumerate(steps) if isinstance(step, str)}
-            for phase, steps in phases.items()
-        }
+        self._programs = {phase: _program(steps) for phase, steps in phases.items()}
         self.report = report
         self._setup = setup
         self.threshold = threshold
@@ -234,6 +232,18 @@ class CrsEngine:
                 )
             return state.verdict(failure="error", elapsed=self._clock() - started)
         return state.verdict(failure=None, elapsed=self._clock() - started)
+
+
+def _program(steps: list[Step]) -> tuple[list[CompiledRule], dict[str, int]]:
+    """The phase's rules alone, and for each marker the index of the first rule after it."""
+    rules: list[CompiledRule] = []
+    markers: dict[str, int] = {}
+    for step in steps:
+        if isinstance(step, str):
+            markers[step] = len(rules)
+        else:
+            rules.append(step)
+    return rules, markers
 
 
 def load_from_policy(attacks: Attacks, base_dir: Path | None = None) -> CrsEngine:

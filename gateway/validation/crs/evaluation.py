@@ -15,7 +15,6 @@ from gateway.validation.crs.compiler import (
     IdRanges,
     Prefilter,
     SetVar,
-    Step,
     in_ranges,
     numeric,
     parse_field,
@@ -69,6 +68,9 @@ SHARED_CACHE_ENTRIES = 20_000
 
 _MACRO = re.compile(r"%\{([^}]+)\}")
 
+_UNKNOWN: frozenset[int] = frozenset({-1})
+"""Marks a group whose RE2-set pass has not run yet in this request."""
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -121,7 +123,8 @@ class Evaluation:
         self.group_hits: dict[int, frozenset[int] | None] = {}
         self.atom_hits: dict[int, frozenset[int] | None] = {}
         self.joined_cache: dict[int, str] = {}
-        self.raw_cache: dict[int, str] = {}
+        self.raw_cache: dict[int, tuple[str, int]] = {}
+        self.prefix_cache: dict[tuple[int, int], str | None] = {}
         self.matched: list[int] = []
         self.fields: list[str] = []
         self.blocked_by: int | None = None
@@ -131,56 +134,78 @@ class Evaluation:
 
     def run(self) -> None:
         clock = self.engine._clock
+        deadline = self.deadline
+        state = self.state
+        removed = self.runtime.removed
+        removed_tags = self.runtime.removed_tags
+        link = self.link
         for phase in (1, 2):
-            steps = self.engine._phases.get(phase, [])
-            markers = self.engine._markers.get(phase, {})
+            program = self.engine._programs.get(phase)
+            if program is None:
+                continue
+            rules, markers = program
+            count = len(rules)
             i = 0
-            while i < len(steps) and not self.stopped:
-                step = steps[i]
+            while i < count and not self.stopped:
+                rule = rules[i]
                 i += 1
-                if isinstance(step, str):
-                    continue
-                if clock() > self.deadline:
+                if clock() > deadline:
                     raise EvaluationTimeout
-                if (self.runtime.removed or self.runtime.removed_tags) and (
-                    in_ranges(step.id, self.runtime.removed)
-                    or step.tags & self.runtime.removed_tags
+                if (removed or removed_tags) and (
+                    in_ranges(rule.id, removed) or rule.tags & removed_tags
                 ):
                     continue
-                self.state.matched_vars = []
-                if not self.link(step, step):
+                state.matched_vars = []
+                if not link(rule, rule):
                     continue
-                if step.log and step.id:
-                    self.matched.append(step.id)
-                    if self.state.matched_var_name and step.disruptive not in ("deny", "drop"):
-                        self.fields.append(self.state.matched_var_name[:100])
-                if step.disruptive in ("deny", "drop"):
-                    self.blocked_by = step.id
+                if rule.log and rule.id:
+                    self.matched.append(rule.id)
+                    if state.matched_var_name and rule.disruptive not in ("deny", "drop"):
+                        self.fields.append(state.matched_var_name[:100])
+                if rule.disruptive in ("deny", "drop"):
+                    self.blocked_by = rule.id
                     self.stopped = True
-                elif step.skip_after is not None:
-                    i = markers.get(step.skip_after, len(steps)) + 1
-                elif step.skip:
-                    i = _skip_rules(steps, i, step.skip)
+                elif rule.skip_after is not None:
+                    i = markers.get(rule.skip_after, count)
+                elif rule.skip:
+                    i += rule.skip
 
     def link(self, rule: CompiledRule, top: CompiledRule) -> bool:
         """Evaluate one rule of a chain; its non-disruptive actions run per matched value."""
-        state = self.state
-        if rule.prefilter is not None and not self.may_match(rule.prefilter):
-            return False
+        prefilter = rule.prefilter
+        if prefilter is not None:
+            hits = self.group_hits.get(prefilter.group.id, _UNKNOWN)
+            if hits is _UNKNOWN:
+                hits = self.group_hits[prefilter.group.id] = self.group_pass(prefilter.group)
+            if hits is not None and prefilter.index not in hits:
+                return False
         if rule.scan is not None and not self.scan_hits(rule, rule.scan):
             return False
+        state = self.state
         matches: list[tuple[str, str, operators.Captures]] = []
         expand = self.expand
         excluded = self.runtime.targets
+        match = rule.match
+        negated = rule.negated
+        functions = rule.transforms
         if not rule.targets:
             matches.append(("", "", operators.NO_CAPTURES))
         for target in rule.targets:
             for name, value in target.fetch(state):
                 if excluded and self._excluded(top, name):
                     continue
-                for candidate in self.values(rule, value):
-                    captures = rule.match(candidate, expand)
-                    if (captures is not None) != rule.negated:
+                if not functions:
+                    captures = match(value, expand)
+                    if (captures is not None) != negated:
+                        matches.append((name, value, captures or operators.NO_CAPTURES))
+                    continue
+                if rule.multi_match:
+                    candidates = _stages(functions, value)
+                else:
+                    candidates = [self.transformed(rule.transform_chain, functions, value)]
+                for candidate in candidates:
+                    captures = match(candidate, expand)
+                    if (captures is not None) != negated:
                         matches.append((name, candidate, captures or operators.NO_CAPTURES))
                         break
         if not matches:
@@ -248,31 +273,57 @@ class Evaluation:
         return any(rule.match(self.joined(atom), self.expand) is not None for atom in atoms)
 
     def joined(self, atom: Atom) -> str:
-        """The atom's transformed values joined by newlines (no value has its own edge lost)."""
+        """The atom's transformed values joined by newlines (no value has its own edge lost).
+
+        For multiMatch atoms, every transformation stage of every value, one per line.
+        """
         text = self.joined_cache.get(atom.id)
         if text is None:
-            if atom.batch:
-                raw = self.raw_cache.get(atom.source)
-                if raw is None:
-                    raw = "\n".join(v for _, v in atom.target.fetch(self.state))
-                    self.raw_cache[atom.source] = raw
-                text = raw
-                for transform in atom.transforms:
-                    text = transform(text)
-            elif atom.stages:
-                text = "\n".join(
-                    stage
-                    for _, v in atom.target.fetch(self.state)
-                    for stage in _stages(atom.transforms, v)
-                )
-            else:
-                transformed = self.transformed
-                text = "\n".join(
-                    transformed(atom.chain, atom.transforms, v)
-                    for _, v in atom.target.fetch(self.state)
-                )
+            text = self.batch(atom)
+            if text is None:
+                if atom.stages:
+                    text = "\n".join(
+                        stage
+                        for _, v in atom.target.fetch(self.state)
+                        for stage in _stages(atom.transforms, v)
+                    )
+                else:
+                    transformed = self.transformed
+                    text = "\n".join(
+                        transformed(atom.chain, atom.transforms, v)
+                        for _, v in atom.target.fetch(self.state)
+                    )
             self.joined_cache[atom.id] = text
         return text
+
+    def batch(self, atom: Atom) -> str | None:
+        """The chain run once over the joined values; None when an op cannot vouch for it.
+
+        Each prefix of a chain is computed once per source: the CRS chains share long prefixes
+        (utf8toUnicode, urlDecodeUni, htmlEntityDecode, jsDecode, cssDecode, ...).
+        """
+        raw = self.raw_cache.get(atom.source)
+        if raw is None:
+            values = [v for _, v in atom.target.fetch(self.state)]
+            raw = self.raw_cache[atom.source] = ("\n".join(values), len(values) - 1)
+        text, separators = raw
+        if separators < 0:
+            return ""
+        stages = [text] if atom.stages else None
+        cache = self.prefix_cache
+        source = atom.source
+        for op, prefix in zip(atom.ops, atom.prefixes, strict=True):
+            key = (source, prefix)
+            if key in cache:
+                result = cache[key]
+            else:
+                result = cache[key] = op(text, separators)
+            if result is None:
+                return None
+            if stages is not None and result != text:
+                stages.append(result)
+            text = result
+        return text if stages is None else "\n".join(stages)
 
     def values(self, rule: CompiledRule, value: str) -> list[str]:
         """The transformed value (cached per request), or every stage of it with multiMatch."""
@@ -406,14 +457,6 @@ def _stages(functions: tuple[transforms.Transform, ...], value: str) -> list[str
         if value != stages[-1]:
             stages.append(value)
     return stages
-
-
-def _skip_rules(steps: list[Step], i: int, count: int) -> int:
-    while count > 0 and i < len(steps):
-        if not isinstance(steps[i], str):
-            count -= 1
-        i += 1
-    return i
 
 
 def _ranges_or_empty(text: str) -> IdRanges:

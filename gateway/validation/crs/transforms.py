@@ -303,7 +303,7 @@ def lookup(name: str) -> Transform | None:
 # text once instead of each value is exact when the result is the join of the transformed
 # values; each op below returns that join, or None when it cannot vouch for it.
 
-BatchOp = Callable[[str, int], "str | None"]
+BatchOp = Callable[[str, int], str | None]
 """(text of n values joined by n - 1 newlines, n - 1) -> the join of the transformed values."""
 
 # f(a + "\n" + b) == f(a) + "\n" + f(b) for any a, b: a newline is never consumed nor merged.
