@@ -1,4 +1,5 @@
-"""Pick the request's route once; a request that matches none is rejected with 404."""
+"""Pick the request's route once; a request that matches none is rejected with 404 (and one
+that is not HTTP/1.0 or 1.1 with 400, before any route sees it)."""
 
 from __future__ import annotations
 

@@ -217,6 +217,8 @@ class Prefilter:
     group: Group
     index: int
     """This rule's pattern index in its chain's RE2 set."""
+    chain: int = 0
+    """The transformation chain whose RE2 set holds the pattern."""
 
 
 Step = CompiledRule | str
@@ -494,6 +496,13 @@ class Compiler:
                 prefilter = self.prefilter(
                     tuple(specs), chain_id, targets, tuple(functions), operator.set_pattern
                 )
+                if prefilter is not None:
+                    # Past the chain's RE2 set, the rule's own regex over each joined target
+                    # tells whether any single value can match.
+                    scan = prefilter.group.atoms
+                    scan_match = operators.compile_regex(
+                        "(?m)" + operator.set_pattern.decode("latin-1")
+                    ).search
             elif operator.joinable:
                 scan = self.atoms_of(tuple(specs), chain_id, targets, tuple(functions))
         elif (
@@ -551,7 +560,7 @@ class Compiler:
             group = self.groups[group_key] = Group(len(self.groups), atoms)
         patterns = self.set_patterns.setdefault(chain_id, [])
         patterns.append(pattern)
-        return Prefilter(group, len(patterns))  # index 0 is the sentinel
+        return Prefilter(group, len(patterns), chain_id)  # index 0 is the sentinel
 
     def atoms_of(
         self,

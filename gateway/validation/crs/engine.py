@@ -10,6 +10,7 @@ from pathlib import Path
 
 from gateway.policy.attacks import Attacks
 from gateway.validation.crs.compiler import (
+    Atom,
     CompiledRule,
     Compiler,
     CrsLoadError,
@@ -54,6 +55,7 @@ class CrsEngine:
         self._phases = phases
         self._sets = sets
         self._programs = {phase: _program(steps) for phase, steps in phases.items()}
+        self._chain_atoms = _chain_atoms(phases)
         self.report = report
         self._setup = setup
         self.threshold = threshold
@@ -232,6 +234,20 @@ class CrsEngine:
                 )
             return state.verdict(failure="error", elapsed=self._clock() - started)
         return state.verdict(failure=None, elapsed=self._clock() - started)
+
+
+def _chain_atoms(phases: dict[int, list[Step]]) -> dict[int, tuple[Atom, ...]]:
+    """Every atom an RE2-set prefilter reads, by transformation chain."""
+    found: dict[int, dict[int, Atom]] = {}
+    for steps in phases.values():
+        for step in steps:
+            rule = None if isinstance(step, str) else step
+            while rule is not None:
+                if rule.prefilter is not None:
+                    for atom in rule.prefilter.group.atoms:
+                        found.setdefault(atom.chain, {})[atom.id] = atom
+                rule = rule.chained
+    return {chain: tuple(atoms.values()) for chain, atoms in found.items()}
 
 
 def _program(steps: list[Step]) -> tuple[list[CompiledRule], dict[str, int]]:

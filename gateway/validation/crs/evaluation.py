@@ -11,9 +11,7 @@ from gateway.validation.crs.compiler import (
     SET_SENTINEL,
     Atom,
     CompiledRule,
-    Group,
     IdRanges,
-    Prefilter,
     SetVar,
     in_ranges,
     numeric,
@@ -120,8 +118,7 @@ class Evaluation:
         )
         self.deadline = started + engine._budget
         self.cache: dict[tuple[int, str], str] = {}
-        self.group_hits: dict[int, frozenset[int] | None] = {}
-        self.atom_hits: dict[int, frozenset[int] | None] = {}
+        self.chain_hits: dict[int, frozenset[int] | None] = {}
         self.joined_cache: dict[int, str] = {}
         self.raw_cache: dict[int, tuple[str, int]] = {}
         self.prefix_cache: dict[tuple[int, int], str | None] = {}
@@ -174,9 +171,9 @@ class Evaluation:
         """Evaluate one rule of a chain; its non-disruptive actions run per matched value."""
         prefilter = rule.prefilter
         if prefilter is not None:
-            hits = self.group_hits.get(prefilter.group.id, _UNKNOWN)
+            hits = self.chain_hits.get(prefilter.chain, _UNKNOWN)
             if hits is _UNKNOWN:
-                hits = self.group_hits[prefilter.group.id] = self.group_pass(prefilter.group)
+                hits = self.chain_hits[prefilter.chain] = self.chain_pass(prefilter.chain)
             if hits is not None and prefilter.index not in hits:
                 return False
         if rule.scan is not None and not self.scan_hits(rule, rule.scan):
@@ -225,43 +222,20 @@ class Evaluation:
             return self.link(rule.chained, top)
         return True
 
-    def may_match(self, prefilter: Prefilter) -> bool:
-        """False only when no value of the group's targets can match this rule's pattern."""
-        group = prefilter.group
-        hits = self.group_hits.get(group.id, frozenset())
-        if group.id not in self.group_hits:
-            hits = self.group_pass(group)
-            self.group_hits[group.id] = hits
-        return hits is None or prefilter.index in hits
+    def chain_pass(self, chain: int) -> frozenset[int] | None:
+        """One RE2-set search over every target of a chain at once.
 
-    def group_pass(self, group: Group) -> frozenset[int] | None:
-        """Union of the atoms' set matches; None means 'could not tell, run every regex'."""
-        union: set[int] = set()
-        for atom in group.atoms:
-            if atom.id in self.atom_hits:
-                hits = self.atom_hits[atom.id]
-            else:
-                hits = self.atom_hits[atom.id] = self.atom_pass(atom)
-            if hits is None:
-                return None
-            union.update(hits)
-        return frozenset(union)
-
-    def atom_pass(self, atom: Atom) -> frozenset[int] | None:
-        """One RE2-set search over all the atom's values, joined by newlines.
-
-        Every set pattern carries (?m), so ^ and $ still hold at each value's edges; a match
-        across two values only adds candidates, which the rule's own regex then rejects.
+        A pattern it does not find is in none of the targets, so most rules are ruled out by
+        one search per chain; a pattern it finds is narrowed down to the rule's own targets.
         """
-        regex_set = self.engine._sets.get(atom.chain)
+        regex_set = self.engine._sets.get(chain)
         if regex_set is None:
             return None
-        text = self.joined(atom)
+        texts = dict.fromkeys(self.joined(atom) for atom in self.engine._chain_atoms[chain])
+        text = "\n".join(t for t in texts if t)
         if not text:
             return frozenset()
         found = regex_set.Match(text.encode("latin-1", "replace"))
-        # The sentinel \z always matches at the end; without it the DFA gave up (out of
-        # memory, or too slow) and the set knows nothing: every regex of the chain must run.
         if SET_SENTINEL not in found:
             return None
         return frozenset(found)
