@@ -279,9 +279,12 @@ def _cross_checks(policy: Policy) -> Iterator[tuple[YamlPath, str]]:
         ports.setdefault(port, name)
     admin_host = policy.listen.admin.rpartition(":")[0]
     if policy.admin.token is None and not is_loopback_host(admin_host):
-        yield ("listen", "admin"), (
-            f"the admin port listens on {admin_host!r}, beyond loopback: set admin.token "
-            '(e.g. admin: {token: "${GATEWAY_ADMIN_TOKEN}"}) or listen on 127.0.0.1'
+        yield (
+            ("listen", "admin"),
+            (
+                f"the admin port listens on {admin_host!r}, beyond loopback: set admin.token "
+                '(e.g. admin: {token: "${GATEWAY_ADMIN_TOKEN}"}) or listen on 127.0.0.1'
+            ),
         )
 
 
