@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +51,20 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_us: float | None = None
+    """CPU time the target's processes spent per request: steadier than requests/s when other
+    work shares the machine, since time the target waits for its core is not counted."""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (nginx's worker is one)."""
+    process = psutil.Process(pid)
+    total = 0.0
+    for proc in (process, *process.children(recursive=True)):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def free_port() -> int:
@@ -116,11 +131,13 @@ class Stack(contextlib.ExitStack):
     def __init__(self, workdir: Path) -> None:
         super().__init__()
         self.workdir = workdir
+        self.pids: dict[str, int] = {}
 
     def spawn(self, name: str, argv: list[str], cwd: Path | None = None) -> None:
         log = (self.workdir / f"{name}.out").open("wb")
         self.callback(log.close)
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+        self.pids[name] = process.pid  # taskset execs the program: the same pid
 
         def stop() -> None:
             process.terminate()
@@ -208,22 +225,30 @@ def start_redis(stack: Stack, cpu: int | None) -> str | None:
     raise SystemExit("bench: redis-server did not start")
 
 
-def wrk(url: str, seconds: float, connections: int, cpu: int | None) -> Result:
+def wrk(
+    url: str, seconds: float, connections: int, cpu: int | None, pid: int | None = None
+) -> Result:
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", url]
+    before = cpu_seconds(pid) if pid is not None else 0.0
     out = subprocess.run(pinned(cpu, argv), capture_output=True, text=True, check=True).stdout
+    spent = cpu_seconds(pid) - before if pid is not None else None
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
     errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    rps = float(_search(r"Requests/sec:\s+([\d.]+)", out))
     return Result(
-        rps=float(_search(r"Requests/sec:\s+([\d.]+)", out)),
+        rps=rps,
         p50_ms=_ms(_search(r"^\s+50%\s+([\d.]+(?:us|ms|s))$", out)),
         p99_ms=_ms(_search(r"^\s+99%\s+([\d.]+(?:us|ms|s))$", out)),
         errors=errors,
+        cpu_us=None if spent is None or rps <= 0 else spent * 1e6 / (rps * seconds),
     )
 
 
 @contextlib.contextmanager
-def targets(args: argparse.Namespace, workdir: Path) -> Iterator[dict[str, str]]:
-    """Start the origin and the proxies; yield name -> URL."""
+def targets(
+    args: argparse.Namespace, workdir: Path
+) -> Iterator[tuple[dict[str, str], dict[str, int]]]:
+    """Start the origin and the proxies; yield name -> URL and name -> pid of the proxies."""
     two_cpus = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
     origin_cpu, proxy_cpu = (0, 1) if two_cpus else (None, None)
     have_nginx = shutil.which("nginx") is not None
@@ -304,7 +329,15 @@ def targets(args: argparse.Namespace, workdir: Path) -> Iterator[dict[str, str]]
             urls["nginx proxy"] = f"http://127.0.0.1:{nginx_port}{PATH}"
         for url in urls.values():
             wait_ok(url)
-        yield urls
+        spawned = {
+            "gateway": "gateway",
+            ALL_MEMORY: "gateway-all",
+            ALL_REDIS: "gateway-all-redis",
+            ALL_AIOHTTP: "gateway-all-aiohttp",
+            "bare aiohttp proxy": "bare",
+            "nginx proxy": "nginx-proxy",
+        }
+        yield urls, {name: stack.pids[spawned[name]] for name in urls if name in spawned}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -327,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     with (
         tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp,
-        targets(args, Path(tmp)) as urls,
+        targets(args, Path(tmp)) as (urls, pids),
     ):
         if not args.smoke:
             for url in urls.values():  # warm-up: connection pools, caches, the JIT-less rest
@@ -336,20 +369,24 @@ def main(argv: list[str] | None = None) -> int:
         single: dict[str, list[Result]] = {name: [] for name in LATENCY if name in urls}
         for round_ in range(args.rounds):
             for name, url in urls.items():
-                results[name].append(wrk(url, args.seconds, args.connections, load_cpu))
+                results[name].append(
+                    wrk(url, args.seconds, args.connections, load_cpu, pids.get(name))
+                )
             for name in single:
-                single[name].append(wrk(urls[name], args.seconds, 1, load_cpu))
+                single[name].append(wrk(urls[name], args.seconds, 1, load_cpu, pids.get(name)))
             print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     print(report(results, single, args, pinned_cpus=two_cpus, load_before=load_before))
     return 0
 
 
 def _median(runs: list[Result]) -> Result:
+    cpu = [r.cpu_us for r in runs if r.cpu_us is not None]
     return Result(
         statistics.median(r.rps for r in runs),
         statistics.median(r.p50_ms for r in runs),
         statistics.median(r.p99_ms for r in runs),
         sum(r.errors for r in runs),
+        statistics.median(cpu) if cpu else None,
     )
 
 
@@ -368,13 +405,15 @@ def report(
         f"rounds, medians; {layout}; gateway access log: {args.access_log}; "
         f"load average before: {load_before:.2f} (other work on the machine skews all rows)",
         "",
-        "| target | requests/s | p50 ms | p99 ms | errors | p50 ms at c1 |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| target | requests/s | p50 ms | p99 ms | errors | p50 ms at c1 | CPU µs/request |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in median.items():
         c1 = f"{one[name].p50_ms:.3f}" if name in one else ""
+        cpu = f"{r.cpu_us:.0f}" if r.cpu_us is not None else ""
         lines.append(
-            f"| {name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {c1} |"
+            f"| {name} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {c1} "
+            f"| {cpu} |"
         )
     lines.append("")
     lines.extend(ratios(median, one))
@@ -401,6 +440,13 @@ def ratios(median: dict[str, Result], one: dict[str, Result]) -> list[str]:
     for name, target in rows:
         if name in median:
             lines.append(f"{name} / nginx = {median[name].rps / nginx.rps:.2f}   ({target})")
+    for name, _ in rows:
+        cpu, nginx_cpu = median[name].cpu_us if name in median else None, nginx.cpu_us
+        if cpu and nginx_cpu:
+            lines.append(
+                f"by CPU per request, nginx / {name} = {nginx_cpu / cpu:.2f}   "
+                "(the same ratio, less sensitive to a shared machine)"
+            )
     if ALL_MEMORY in one and "nginx proxy" in one:
         added = one[ALL_MEMORY].p50_ms - one["nginx proxy"].p50_ms
         lines.append(

@@ -75,7 +75,6 @@ class _Connection(asyncio.Protocol):
         self.got_bytes = False
         self.reason = b""
         self.raw_headers: list[tuple[str, str]] = []
-        self.header_name = ""
         self.status = 0
         self.headers_done = False
         self.interim = False
