@@ -4,8 +4,13 @@
     .venv/bin/python bench/crs.py --rules DIR --n 2000
 
 Prints the load time per paranoia level, then p50/p90 of `CrsEngine.evaluate` for a bare GET and
-for a 1 KB JSON POST (values vary per iteration, so per-request caches never help), and a
-side-by-side of the two @pm strategies (Aho-Corasick vs an RE2 alternation).
+for a 1 KB JSON POST, and a side-by-side of the two @pm strategies (Aho-Corasick vs an RE2
+alternation). The JSON values and the GET path are fresh on every iteration, so the engine-wide
+caches (transformed targets, RE2-set results, libinjection verdicts) only help with what repeats
+in real traffic too: the headers, the argument names. The machine is shared: compare runs made
+side by side, not across sessions.
+
+See bench/crs_detection.py for what the rules catch.
 """
 
 from __future__ import annotations

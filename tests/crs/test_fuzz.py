@@ -86,6 +86,16 @@ PAYLOADS = st.sampled_from(
         "^",
         "$",
         "",
+        "a /* b */ c -- d # e",
+        "x\t, y ;z\x0b",
+        ".",
+        "./a/../../b",
+        "\\x41\\u0042",
+        "&lt;svg onload=alert(1)&gt;",
+        "UNION/**/SELECT",
+        "cm\\d /c dir",
+        "Y2F0IC9ldGMvcGFzc3dk",
+        "\xa0\x1c",
     ]
 )
 
@@ -105,3 +115,22 @@ def test_prefilters_never_change_a_verdict(
         view = request("/x?" + "&".join(f"k{i}={quote(p)}" for i, p in enumerate(parts)))
     fast, slow = crs.evaluate(view), crs_unfiltered.evaluate(view)
     assert (fast.rule_ids, fast.anomaly_score) == (slow.rule_ids, slow.anomaly_score)
+
+
+@settings(max_examples=60, deadline=None)
+@given(parts=st.lists(st.one_of(PAYLOADS, st.text(max_size=20)), min_size=1, max_size=4))
+def test_engine_wide_caches_never_change_a_verdict(
+    crs: CrsEngine, crs_unfiltered: CrsEngine, parts: list[str]
+) -> None:
+    """A request seen before (cached transformations and set searches) scores as the first time."""
+    view = request(
+        "/x?" + "&".join(f"k{i}={quote(p)}" for i, p in enumerate(parts)),
+        headers=(
+            ("Host", "a.example"),
+            ("User-Agent", parts[0]),
+            ("Cookie", f"s={quote(parts[-1])}"),
+        ),
+    )
+    first, again, slow = crs.evaluate(view), crs.evaluate(view), crs_unfiltered.evaluate(view)
+    assert (first.rule_ids, first.anomaly_score) == (again.rule_ids, again.anomaly_score)
+    assert (again.rule_ids, again.anomaly_score) == (slow.rule_ids, slow.anomaly_score)

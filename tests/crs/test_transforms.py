@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gateway.validation.crs.transforms import TRANSFORMS, lookup
+from gateway.validation.crs.transforms import TRANSFORMS, batch_op, lookup
 from tests.crs.conftest import request, rules
 
 CASES = [
@@ -19,7 +21,10 @@ CASES = [
     ("escapeSeqDecode", r"\x41\102\t", "AB\t"),
     ("cmdLine", 'C^AT "/etc/pass"wd', "cat/etc/passwd"),
     ("compressWhitespace", "a \t\n b", "a b"),
+    ("compressWhitespace-nbsp-not-x1c", "a\xa0\xa0b\x1cc", "a b\x1cc"),
     ("removeWhitespace", "s e l\te\nct", "select"),
+    ("removeWhitespace-isspace-only", "a\x0bb\x85c", "ab\x85c"),
+    ("cmdLine-keeps-form-feed", "a\x0cb;c", "a\x0cb c"),
     ("removeNulls", "a\x00b", "ab"),
     ("replaceNulls", "a\x00b", "a b"),
     ("removeComments", "sel/**/ect -- x", "select "),
@@ -78,3 +83,19 @@ def test_multimatch_tries_every_stage_of_the_chain() -> None:
     assert rules(text.format(mm=",multiMatch")).evaluate(request_with_double_encoding).rule_ids == (
         1,
     )
+
+
+# Characters every transformation treats specially, so the property test reaches each branch.
+SPECIAL = st.text(
+    alphabet=st.sampled_from(list("aZ09 \t\n\r\x0b\x0c\xa0\x00%+&;#\\/*-.<>!'\",^uU")),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(sorted(TRANSFORMS)), values=st.lists(SPECIAL, min_size=1, max_size=5))
+def test_batch_form_equals_the_join_of_the_transformed_values(name: str, values: list[str]) -> None:
+    """Transforming all values at once gives what transforming each one gives, or declines."""
+    batched = batch_op(name)("\n".join(values), len(values) - 1)
+    if batched is not None:
+        assert batched == "\n".join(TRANSFORMS[name](v) for v in values)

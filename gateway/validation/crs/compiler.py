@@ -26,6 +26,7 @@ from gateway.validation.crs.parser import (
     parse_actions,
     parse_variables,
 )
+from gateway.validation.crs.transforms import BatchOp
 from gateway.validation.crs.variables import (
     COLLECTIONS,
     SCALARS,
@@ -120,6 +121,36 @@ Re2Set = Any
 """re2._re2.Set: the binding ships no type information."""
 
 
+LIGHT_GROUP = 4
+
+"""Groups with this many patterns or fewer are merged into one set: fewer searches."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One RE2 set of a chain and the targets (atoms) whose joined values it searches."""
+
+    regex_set: Re2Set | None
+    """None when RE2 could not build it: then the set knows nothing."""
+    indices: tuple[int, ...]
+    """Set-local index -> the pattern's index in its chain (Prefilter.index); 0 is the sentinel."""
+    atoms: tuple[Atom, ...]
+
+
+def _bucket(patterns: list[bytes], covered: set[int], atoms: list[Atom]) -> Bucket:
+    indices = (SET_SENTINEL, *sorted(covered))
+    candidate = re2.Set.SearchSet(_SET_OPTIONS)
+    try:
+        if candidate.Add(rb"\z") != SET_SENTINEL:
+            raise re2.error("the sentinel must come first")
+        for index in indices[1:]:
+            candidate.Add(b"(?m)" + patterns[index - 1])  # Prefilter indices start at 1
+        candidate.Compile()
+    except re2.error:
+        return Bucket(None, indices, tuple(atoms))
+    return Bucket(candidate._set, indices, tuple(atoms))
+
+
 class CrsLoadError(ValueError):
     """The ruleset cannot be loaded: unreadable directory, syntax error, bad pattern."""
 
@@ -198,7 +229,7 @@ class Atom:
     """Every transformation stage of every value (for multiMatch), not only the last."""
     source: int = 0
     """Which (target, exclusions) the values come from; atoms of one source share raw text."""
-    ops: tuple[transforms.BatchOp, ...] = ()
+    ops: tuple[BatchOp, ...] = ()
     """The chain's transformations applied to all the values at once, joined by newlines."""
     prefixes: tuple[int, ...] = ()
     """Id of the chain's prefix after each op: atoms of one source share the text per prefix."""
@@ -291,6 +322,8 @@ class Compiler:
         self.atoms: dict[tuple[int, VariableSpec, frozenset[VariableSpec], bool], Atom] = {}
         self.groups: dict[frozenset[int], Group] = {}
         self.prefixes: dict[tuple[str, ...], int] = {}
+        self.atom_patterns: dict[int, set[int]] = {}
+        self.atom_by_id: dict[int, Atom] = {}
         self.set_patterns: dict[int, list[bytes]] = {}
         self.updates: list[tuple[IdRanges, tuple[VariableSpec, ...]]] = []
         for exclusion in exclusions:
@@ -560,6 +593,9 @@ class Compiler:
             group = self.groups[group_key] = Group(len(self.groups), atoms)
         patterns = self.set_patterns.setdefault(chain_id, [])
         patterns.append(pattern)
+        for atom in atoms:
+            self.atom_patterns.setdefault(atom.id, set()).add(len(patterns))
+            self.atom_by_id[atom.id] = atom
         return Prefilter(group, len(patterns), chain_id)  # index 0 is the sentinel
 
     def atoms_of(
@@ -592,22 +628,40 @@ class Compiler:
             atoms.append(atom)
         return tuple(atoms)
 
-    def build_sets(self) -> dict[int, Re2Set | None]:
-        """One RE2 set per transformation chain; a chain whose set fails to build is unfiltered."""
-        sets: dict[int, Re2Set | None] = {}
+    def build_sets(self) -> dict[int, tuple[Bucket, ...]]:
+        """RE2 sets per transformation chain, each over the targets that need its patterns.
+
+        A set only searches the values of rules that name them: the heavy command-injection
+        patterns never scan the headers or the raw body. Targets whose patterns are a subset
+        of a bigger group join it; the light leftovers share one set.
+        """
+        result: dict[int, tuple[Bucket, ...]] = {}
         for chain_id, patterns in self.set_patterns.items():
-            candidate = re2.Set.SearchSet(_SET_OPTIONS)
-            try:
-                if candidate.Add(rb"\z") != SET_SENTINEL:
-                    raise re2.error("the sentinel must come first")
-                for pattern in patterns:
-                    candidate.Add(b"(?m)" + pattern)
-                candidate.Compile()
-            except re2.error:
-                sets[chain_id] = None
-                continue
-            sets[chain_id] = candidate._set
-        return sets
+            signatures: dict[frozenset[int], list[Atom]] = {}
+            for atom_id, indices in self.atom_patterns.items():
+                atom = self.atom_by_id[atom_id]
+                if atom.chain == chain_id:
+                    signatures.setdefault(frozenset(indices), []).append(atom)
+            groups: list[tuple[set[int], list[Atom]]] = []
+            for signature, atoms in sorted(signatures.items(), key=lambda kv: -len(kv[0])):
+                for covered, members in groups:
+                    if signature <= covered:
+                        members.extend(atoms)
+                        break
+                else:
+                    groups.append((set(signature), list(atoms)))
+            light = [g for g in groups if len(g[0]) <= LIGHT_GROUP]
+            if len(light) > 1:
+                groups = [g for g in groups if len(g[0]) > LIGHT_GROUP]
+                merged: tuple[set[int], list[Atom]] = (set(), [])
+                for covered, members in light:
+                    merged[0].update(covered)
+                    merged[1].extend(members)
+                groups.append(merged)
+            result[chain_id] = tuple(
+                _bucket(patterns, covered, members) for covered, members in groups
+            )
+        return result
 
     def report(self, paths: list[Path], seconds: float) -> LoadReport:
         return LoadReport(

@@ -10,13 +10,12 @@ from pathlib import Path
 
 from gateway.policy.attacks import Attacks
 from gateway.validation.crs.compiler import (
-    Atom,
+    Bucket,
     CompiledRule,
     Compiler,
     CrsLoadError,
     Exclusion,
     LoadReport,
-    Re2Set,
     Step,
     parse_field,
     rule_files,
@@ -43,7 +42,7 @@ class CrsEngine:
     def __init__(
         self,
         phases: dict[int, list[Step]],
-        sets: dict[int, Re2Set | None],
+        sets: dict[int, tuple[Bucket, ...]],
         report: LoadReport,
         setup: dict[str, str],
         threshold: int,
@@ -55,7 +54,6 @@ class CrsEngine:
         self._phases = phases
         self._sets = sets
         self._programs = {phase: _program(steps) for phase, steps in phases.items()}
-        self._chain_atoms = _chain_atoms(phases)
         self.report = report
         self._setup = setup
         self.threshold = threshold
@@ -65,6 +63,10 @@ class CrsEngine:
         self._clock = clock
         self._ids = itertools.count()
         self._transformed: dict[tuple[int, str], str] = {}
+        self._joined: dict[tuple[int, tuple[str, int]], str] = {}
+        self._bucket_hits: dict[
+            tuple[int, int, tuple[tuple[str, int], ...]], frozenset[int] | None
+        ] = {}
 
     # ------------------------------------------------------------------ load
 
@@ -234,20 +236,6 @@ class CrsEngine:
                 )
             return state.verdict(failure="error", elapsed=self._clock() - started)
         return state.verdict(failure=None, elapsed=self._clock() - started)
-
-
-def _chain_atoms(phases: dict[int, list[Step]]) -> dict[int, tuple[Atom, ...]]:
-    """Every atom an RE2-set prefilter reads, by transformation chain."""
-    found: dict[int, dict[int, Atom]] = {}
-    for steps in phases.values():
-        for step in steps:
-            rule = None if isinstance(step, str) else step
-            while rule is not None:
-                if rule.prefilter is not None:
-                    for atom in rule.prefilter.group.atoms:
-                        found.setdefault(atom.chain, {})[atom.id] = atom
-                rule = rule.chained
-    return {chain: tuple(atoms.values()) for chain, atoms in found.items()}
 
 
 def _program(steps: list[Step]) -> tuple[list[CompiledRule], dict[str, int]]:

@@ -10,6 +10,7 @@ from gateway.validation.crs import operators, transforms
 from gateway.validation.crs.compiler import (
     SET_SENTINEL,
     Atom,
+    Bucket,
     CompiledRule,
     IdRanges,
     SetVar,
@@ -63,6 +64,12 @@ SHARED_CACHE_VALUE = 256
 SHARED_CACHE_ENTRIES = 20_000
 
 """Engine-wide transformation cache: values up to 256 characters, at most 20k results."""
+
+SHARED_JOINED_TEXT = 1024
+
+SHARED_JOINED_ENTRIES = 4096
+
+"""Engine-wide cache of joined, transformed targets: texts up to 1 KiB, at most 4096 of them."""
 
 _MACRO = re.compile(r"%\{([^}]+)\}")
 
@@ -121,7 +128,7 @@ class Evaluation:
         self.chain_hits: dict[int, frozenset[int] | None] = {}
         self.joined_cache: dict[int, str] = {}
         self.raw_cache: dict[int, tuple[str, int]] = {}
-        self.prefix_cache: dict[tuple[int, int], str | None] = {}
+        self.prefix_cache: dict[tuple[int, int], tuple[str, list[str] | None]] = {}
         self.matched: list[int] = []
         self.fields: list[str] = []
         self.blocked_by: int | None = None
@@ -136,6 +143,7 @@ class Evaluation:
         removed = self.runtime.removed
         removed_tags = self.runtime.removed_tags
         link = self.link
+        chain_hits = self.chain_hits
         for phase in (1, 2):
             program = self.engine._programs.get(phase)
             if program is None:
@@ -152,6 +160,14 @@ class Evaluation:
                     in_ranges(rule.id, removed) or rule.tags & removed_tags
                 ):
                     continue
+                prefilter = rule.prefilter
+                if prefilter is not None:
+                    # Most rules end here: their pattern is in none of the chain's texts.
+                    hits = chain_hits.get(prefilter.chain, _UNKNOWN)
+                    if hits is _UNKNOWN:
+                        hits = chain_hits[prefilter.chain] = self.chain_pass(prefilter.chain)
+                    if hits is not None and prefilter.index not in hits:
+                        continue
                 state.matched_vars = []
                 if not link(rule, rule):
                     continue
@@ -223,22 +239,38 @@ class Evaluation:
         return True
 
     def chain_pass(self, chain: int) -> frozenset[int] | None:
-        """One RE2-set search over every target of a chain at once.
+        """The chain's RE2 sets, each over the joined values of the targets it serves.
 
-        A pattern it does not find is in none of the targets, so most rules are ruled out by
-        one search per chain; a pattern it finds is narrowed down to the rule's own targets.
+        A pattern no set finds is in none of the targets, so most rules are ruled out by a few
+        searches per chain; a pattern found is then tried on the rule's own targets (scan).
         """
-        regex_set = self.engine._sets.get(chain)
-        if regex_set is None:
-            return None
-        texts = dict.fromkeys(self.joined(atom) for atom in self.engine._chain_atoms[chain])
-        text = "\n".join(t for t in texts if t)
-        if not text:
-            return frozenset()
-        found = regex_set.Match(text.encode("latin-1", "replace"))
-        if SET_SENTINEL not in found:
-            return None
-        return frozenset(found)
+        hits: set[int] = set()
+        joined = self.joined
+        raw = self.raw
+        shared = self.engine._bucket_hits
+        for position, bucket in enumerate(self.engine._sets.get(chain, ())):
+            # Keyed by the untransformed values: a repeat skips transformations and search.
+            raws = tuple(raw(atom) for atom in bucket.atoms)
+            small = sum(len(text) for text, _ in raws) <= SHARED_JOINED_TEXT
+            key = (chain, position, raws)
+            found = shared.get(key, _UNKNOWN) if small else _UNKNOWN
+            if found is _UNKNOWN:
+                # A target with no value adds nothing; one empty value is an empty line, which
+                # a pattern like ^$ must still see.
+                texts = dict.fromkeys(
+                    joined(atom)
+                    for atom, (_, separators) in zip(bucket.atoms, raws, strict=True)
+                    if separators >= 0
+                )
+                found = _set_hits(bucket, "\n".join(texts)) if texts else frozenset()
+                if small:
+                    if len(shared) >= SHARED_JOINED_ENTRIES:
+                        shared.clear()
+                    shared[key] = found
+            if found is None:
+                return None
+            hits.update(found)
+        return frozenset(hits)
 
     def scan_hits(self, rule: CompiledRule, atoms: tuple[Atom, ...]) -> bool:
         if rule.scan_match is not None:
@@ -253,59 +285,77 @@ class Evaluation:
         """
         text = self.joined_cache.get(atom.id)
         if text is None:
-            text = self.batch(atom)
+            raw = self.raw(atom)
+            # Headers, cookies and argument names recur across requests: their transformed
+            # text is kept engine-wide, in a bounded cache that is simply emptied when full.
+            shared = self.engine._joined
+            key = (atom.id, raw)
+            small = len(raw[0]) <= SHARED_JOINED_TEXT
+            text = shared.get(key) if small else None
             if text is None:
-                if atom.stages:
-                    text = "\n".join(
-                        stage
-                        for _, v in atom.target.fetch(self.state)
-                        for stage in _stages(atom.transforms, v)
-                    )
-                else:
-                    transformed = self.transformed
-                    text = "\n".join(
-                        transformed(atom.chain, atom.transforms, v)
-                        for _, v in atom.target.fetch(self.state)
-                    )
+                text = self.batch(atom, raw)
+                if small:
+                    if len(shared) >= SHARED_JOINED_ENTRIES:
+                        shared.clear()
+                    shared[key] = text
             self.joined_cache[atom.id] = text
         return text
 
-    def batch(self, atom: Atom) -> str | None:
-        """The chain run once over the joined values; None when an op cannot vouch for it.
-
-        Each prefix of a chain is computed once per source: the CRS chains share long prefixes
-        (utf8toUnicode, urlDecodeUni, htmlEntityDecode, jsDecode, cssDecode, ...).
-        """
+    def raw(self, atom: Atom) -> tuple[str, int]:
+        """The atom's untransformed values joined by newlines, and how many newlines join them."""
         raw = self.raw_cache.get(atom.source)
         if raw is None:
             values = [v for _, v in atom.target.fetch(self.state)]
             raw = self.raw_cache[atom.source] = ("\n".join(values), len(values) - 1)
+        return raw
+
+    def batch(self, atom: Atom, raw: tuple[str, int]) -> str:
+        """The chain run over all the values at once, joined by newlines.
+
+        Each op works on the joined text when it can vouch for the result; when it cannot
+        (a per-value transformation like base64Decode, or a value holding a newline), the
+        values are transformed one by one from there on.
+        Each prefix of a chain is computed once per source: the CRS chains share long prefixes
+        (utf8toUnicode, urlDecodeUni, htmlEntityDecode, jsDecode, cssDecode, ...).
+        """
         text, separators = raw
         if separators < 0:
             return ""
         stages = [text] if atom.stages else None
         cache = self.prefix_cache
         source = atom.source
-        for op, prefix in zip(atom.ops, atom.prefixes, strict=True):
+        values: list[str] | None = None
+        for position, prefix in enumerate(atom.prefixes):
             key = (source, prefix)
-            if key in cache:
-                result = cache[key]
-            else:
-                result = cache[key] = op(text, separators)
-            if result is None:
-                return None
-            if stages is not None and result != text:
-                stages.append(result)
-            text = result
+            cached = cache.get(key)
+            if cached is None:
+                result = atom.ops[position](text, separators) if values is None else None
+                if result is None:
+                    if values is None:
+                        values = (
+                            text.split("\n")
+                            if text.count("\n") == separators
+                            else self.replay(atom, position)
+                        )
+                    function = atom.transforms[position]
+                    values = [function(v) for v in values]
+                    result = "\n".join(values)
+                cached = cache[key] = (result, values)
+            after, values = cached
+            if stages is not None and after != text:
+                stages.append(after)
+            text = after
         return text if stages is None else "\n".join(stages)
 
-    def values(self, rule: CompiledRule, value: str) -> list[str]:
-        """The transformed value (cached per request), or every stage of it with multiMatch."""
-        if not rule.transforms:
-            return [value]
-        if rule.multi_match:
-            return _stages(rule.transforms, value)
-        return [self.transformed(rule.transform_chain, rule.transforms, value)]
+    def replay(self, atom: Atom, position: int) -> list[str]:
+        """Each value through the chain's first `position` transformations."""
+        functions = atom.transforms[:position]
+        values = []
+        for _, value in atom.target.fetch(self.state):
+            for function in functions:
+                value = function(value)
+            values.append(value)
+        return values
 
     def transformed(
         self, chain: int, functions: tuple[transforms.Transform, ...], value: str
@@ -421,6 +471,19 @@ class Evaluation:
             failure,
             elapsed,
         )
+
+
+def _set_hits(bucket: Bucket, text: str) -> frozenset[int] | None:
+    """The chain indices of the bucket's patterns found in text; None if the set gave up."""
+    if bucket.regex_set is None:
+        return None
+    found = bucket.regex_set.Match(text.encode("latin-1", "replace"))
+    # The sentinel \z always matches at the end; without it the DFA gave up (out of memory,
+    # or too slow) and the set knows nothing: every regex must run.
+    if SET_SENTINEL not in found:
+        return None
+    indices = bucket.indices
+    return frozenset(indices[i] for i in found)
 
 
 def _stages(functions: tuple[transforms.Transform, ...], value: str) -> list[str]:

@@ -229,6 +229,34 @@ def _detect_xss(value: str, expand: Expand) -> Captures | None:
     return NO_CAPTURES if libinjection.is_xss(value)["is_xss"] else None
 
 
+MEMO_VALUE = 256
+
+MEMO_ENTRIES = 20_000
+
+"""libinjection verdicts kept per engine for values up to 256 bytes, at most 20k of them."""
+
+_MISSING = ("",)
+
+
+def _memo(function: Match) -> Match:
+    """Header values, cookies and argument names recur across requests; libinjection costs
+    microseconds per call (the binding builds a token list), a dict lookup far less."""
+    cache: dict[str, Captures | None] = {}
+
+    def memo(value: str, expand: Expand) -> Captures | None:
+        if len(value) > MEMO_VALUE:
+            return function(value, expand)
+        result = cache.get(value, _MISSING)
+        if result is _MISSING:
+            result = function(value, expand)
+            if len(cache) >= MEMO_ENTRIES:
+                cache.clear()
+            cache[value] = result
+        return result
+
+    return memo
+
+
 def _within(value: str, operand: str) -> bool:
     return bool(value) and value in operand
 
@@ -283,8 +311,8 @@ def _compile_other(name: str, argument: str, base_dir: Path) -> Match:
     if name in ("pmFromFile", "pmf"):
         return _phrase_matcher(_read_phrases(argument, base_dir))
     simple: dict[str, Match] = {
-        "detectSQLi": _detect_sqli,
-        "detectXSS": _detect_xss,
+        "detectSQLi": _memo(_detect_sqli),
+        "detectXSS": _memo(_detect_xss),
         "validateUrlEncoding": _bad_url_encoding,
         "validateUtf8Encoding": _bad_utf8,
         "unconditionalMatch": lambda value, expand: NO_CAPTURES,

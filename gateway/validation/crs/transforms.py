@@ -133,16 +133,24 @@ def escape_seq_decode(value: str) -> str:
 
 
 _CMD_DELETE = str.maketrans("", "", "\\\"'^")
-_CMD_SPACES = re.compile(r"[\s,;]+")
+# The separators ModSecurity's cmdLine folds (not \f nor \v); Python's \s would take more.
+_CMD_SPACES = re.compile(r"[ \t\n\r,;]+")
 _CMD_SPACE_BEFORE = re.compile(r" (?=[/(])")
 
 
 def cmd_line(value: str) -> str:
     """Windows/Unix command-line evasions: drop \\ " ' ^, fold separators, lowercase."""
     value = value.translate(_CMD_DELETE)
-    value = _CMD_SPACES.sub(" ", value)
-    value = _CMD_SPACE_BEFORE.sub("", value)
+    # Python's re scans slowly; plain substring tests skip the regexes on ordinary text.
+    if "  " in value or _has_any(value, "\t\n\r,;"):
+        value = _CMD_SPACES.sub(" ", value)
+    if " /" in value or " (" in value:
+        value = _CMD_SPACE_BEFORE.sub("", value)
     return ascii_lower(value)
+
+
+def _has_any(value: str, characters: str) -> bool:
+    return any(character in value for character in characters)
 
 
 _TO_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
@@ -158,16 +166,21 @@ def ascii_upper(value: str) -> str:
     return value.upper() if value.isascii() else value.translate(_TO_UPPER)
 
 
-_WS = re.compile(r"[\s\xa0]+")
-_WS_ALL = re.compile(r"[\s\xa0]")
+# isspace() and the non-breaking space 0xa0, as ModSecurity's whitespace transformations.
+_WS = re.compile(r"[ \t\n\r\f\v\xa0]+")
+_WS_DELETE = str.maketrans("", "", " \t\n\r\f\v\xa0")
 
 
 def compress_whitespace(value: str) -> str:
-    return _WS.sub(" ", value)
+    if "  " in value or _has_any(value, "\t\n\r\f\v\xa0"):
+        return _WS.sub(" ", value)
+    return value
 
 
 def remove_whitespace(value: str) -> str:
-    return _WS_ALL.sub("", value)
+    # str.replace is far faster than translate or re; the rarer whitespace goes the slow way.
+    value = value.replace(" ", "")
+    return value.translate(_WS_DELETE) if _has_any(value, "\t\n\r\f\v\xa0") else value
 
 
 _COMMENT = re.compile(r"/\*.*?(?:\*/|\Z)|<!--.*?(?:-->|\Z)|--.*|#.*", re.S)
@@ -215,16 +228,20 @@ def normalise_path_win(value: str) -> str:
     return normalise_path(value.replace("\\", "/"))
 
 
-_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
+_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]+")
 
 
 def base64_decode(value: str) -> str:
+    """Characters outside the alphabet are skipped, a dangling sextet dropped, padding added."""
     cleaned = _NOT_BASE64.sub("", value)
+    return _b64(cleaned)
+
+
+def _b64(cleaned: str) -> str:
     if len(cleaned) % 4 == 1:
         cleaned = cleaned[:-1]
-    cleaned += "=" * (-len(cleaned) % 4)
     try:
-        return base64.b64decode(cleaned).decode("latin-1")
+        return binascii.a2b_base64(cleaned + "=" * (-len(cleaned) % 4)).decode("latin-1")
     except (binascii.Error, ValueError):
         return ""
 
@@ -332,27 +349,44 @@ _TRIGGERS: dict[str, tuple[str, ...]] = {
 }
 
 # The same transformation with "\n" taken out of the whitespace: exact when no value holds one.
-_WS_LINE = re.compile(r"[^\S\n]+")
-_WS_LINE_ALL = re.compile(r"[^\S\n]")
-_CMD_SPACES_LINE = re.compile(r"(?:[^\S\n]|[,;])+")
+_WS_LINE = re.compile(r"[ \t\r\f\v\xa0]+")
+_WS_LINE_DELETE = str.maketrans("", "", " \t\r\f\v\xa0")
+_CMD_SPACES_LINE = re.compile(r"[ \t\r,;]+")
+
+
+def _compress_lines(value: str) -> str:
+    if "  " in value or _has_any(value, "\t\r\f\v\xa0"):
+        return _WS_LINE.sub(" ", value)
+    return value
+
+
+def _remove_lines(value: str) -> str:
+    value = value.replace(" ", "")
+    return value.translate(_WS_LINE_DELETE) if _has_any(value, "\t\r\f\v\xa0") else value
 
 
 def _cmd_line_lines(value: str) -> str:
     value = value.translate(_CMD_DELETE)
-    value = _CMD_SPACES_LINE.sub(" ", value)
-    value = _CMD_SPACE_BEFORE.sub("", value)
+    if "  " in value or _has_any(value, "\t\r,;"):
+        value = _CMD_SPACES_LINE.sub(" ", value)
+    if " /" in value or " (" in value:
+        value = _CMD_SPACE_BEFORE.sub("", value)
     return ascii_lower(value)
 
 
 _LINE_VARIANTS: dict[str, Transform] = {
-    "compresswhitespace": lambda v: _WS_LINE.sub(" ", v),
-    "removewhitespace": lambda v: _WS_LINE_ALL.sub("", v),
+    "compresswhitespace": _compress_lines,
+    "removewhitespace": _remove_lines,
     "cmdline": _cmd_line_lines,
 }
 
 
 def _has_dot_line(text: str) -> bool:
     return text == "." or text.startswith(".\n") or text.endswith("\n.") or "\n.\n" in text
+
+
+def _decline(text: str, separators: int) -> str | None:
+    return None
 
 
 def _per_value(function: Transform) -> BatchOp:
@@ -392,6 +426,10 @@ def batch_op(name: str) -> BatchOp:
             return text
 
         return path
+    if name in ("base64decode", "base64decodeext"):
+        # Decoded bytes often hold newlines, and then the joined text no longer tells the
+        # values apart: the caller keeps the values one by one instead.
+        return _decline
     variant = _LINE_VARIANTS.get(name)
     if variant is not None:
 
