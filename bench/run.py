@@ -10,6 +10,7 @@ nginx at concurrency 1.
     .venv/bin/python bench/run.py                 # 5 rounds x 4 s per target, ~4 min
     .venv/bin/python bench/run.py --smoke         # 1 round x 1 s, skips nginx if absent
     .venv/bin/python bench/run.py --clients       # plus all policies on aiohttp's client
+    .venv/bin/python bench/run.py --workers       # plus all policies with `workers: 2` on CPUs 0-1
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ PATH = "/api/bench"
 ALL_MEMORY = "gateway, all policies, memory store"
 ALL_REDIS = "gateway, all policies, redis store"
 ALL_AIOHTTP = "gateway, all policies, aiohttp client"
+TWO_WORKERS = "gateway, all policies, 2 workers"
+"""`workers: 2` pinned to both CPUs, against the one-worker row on CPU 1 (the Redis store when
+there is one, so that limits stay exact across the workers)."""
 LATENCY = ("nginx proxy", ALL_MEMORY)
 """Measured again at concurrency 1, for the added p50 latency."""
 
@@ -74,7 +78,7 @@ def free_port() -> int:
         return port
 
 
-def pinned(cpu: int | None, argv: list[str]) -> list[str]:
+def pinned(cpu: int | str | None, argv: list[str]) -> list[str]:
     return argv if cpu is None else ["taskset", "-c", str(cpu), *argv]
 
 
@@ -159,12 +163,13 @@ def start_gateway(
     stack: Stack,
     origin: str,
     access: str,
-    cpu: int | None,
+    cpu: int | str | None,
     *,
     name: str = "gateway",
     policy_file: Path = ROOT / "config" / "example.yaml",
     store: str | None = None,
     client: str | None = None,
+    workers: int = 1,
 ) -> str:
     """A gateway on a policy file, ports chosen by the OS, the access log as asked."""
     policy = yaml.safe_load(policy_file.read_text())
@@ -174,6 +179,8 @@ def start_gateway(
         policy["upstream"]["client"] = client
     if store is not None:
         policy["store"] = {"url": store}
+    if workers > 1:
+        policy["workers"] = workers
     policy.setdefault("logging", {})["access"] = {"mode": access, "sample_rate": 0.01}
     policy["shutdown"] = {"drain": "0s", "grace": "1s"}  # nothing to drain once wrk is done
     path = stack.workdir / f"{name}.yaml"
@@ -312,6 +319,20 @@ def targets(
                 )
                 + PATH
             )
+        if args.workers:
+            urls[TWO_WORKERS] = (
+                start_gateway(
+                    stack,
+                    origin,
+                    args.access_log,
+                    "0,1" if two_cpus else None,
+                    name="gateway-all-2-workers",
+                    policy_file=all_on,
+                    store=redis_url,
+                    workers=2,
+                )
+                + PATH
+            )
         bare_port = free_port()
         stack.spawn(
             "bare",
@@ -334,6 +355,7 @@ def targets(
             ALL_MEMORY: "gateway-all",
             ALL_REDIS: "gateway-all-redis",
             ALL_AIOHTTP: "gateway-all-aiohttp",
+            TWO_WORKERS: "gateway-all-2-workers",
             "bare aiohttp proxy": "bare",
             "nginx proxy": "nginx-proxy",
         }
@@ -349,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="1 round of 1 s, to see it works")
     parser.add_argument(
         "--clients", action="store_true", help="add the all-policies gateway on aiohttp's client"
+    )
+    parser.add_argument(
+        "--workers", action="store_true", help="add the all-policies gateway with `workers: 2`"
     )
     args = parser.parse_args(argv)
     if args.smoke:
@@ -417,6 +442,7 @@ def report(
         )
     lines.append("")
     lines.extend(ratios(median, one))
+    lines.extend(workers_ratio(median))
     return "\n".join(lines)
 
 
@@ -453,7 +479,24 @@ def ratios(median: dict[str, Result], one: dict[str, Result]) -> list[str]:
             f"added p50 at concurrency 1, all policies, over nginx = {added:.3f} ms   "
             "(target <= 0.3 ms)"
         )
-    lines.append("workers (two on two cores >= 1.7x one): not measured, no `workers` setting yet")
+    return lines
+
+
+def workers_ratio(median: dict[str, Result]) -> list[str]:
+    """Two workers on CPUs 0-1 against one on CPU 1, same policy and store."""
+    one = ALL_REDIS if ALL_REDIS in median else ALL_MEMORY
+    if TWO_WORKERS not in median:
+        return ["workers (two on two cores >= 1.7x one): not measured (run with --workers)"]
+    two, single = median[TWO_WORKERS], median[one]
+    lines = [
+        f"{TWO_WORKERS} / {one} (1 worker) = {two.rps / single.rps:.2f}   (target >= 1.7; "
+        "wrk, the origin and redis share CPU 0 with the second worker, which understates it)"
+    ]
+    if two.cpu_us and single.cpu_us:
+        lines.append(
+            f"by CPU per request, 1 worker / 2 workers = {single.cpu_us / two.cpu_us:.2f}   "
+            "(1.0 = a second worker adds no CPU per request: the scaling a free core would give)"
+        )
     return lines
 
 

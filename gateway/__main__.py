@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from gateway.admin.cli import add_explain_command
 from gateway.errors import PolicyError
@@ -21,18 +23,27 @@ def _run(args: argparse.Namespace) -> int:
 
     # Checked before any loop or port exists, so a bad policy is a message and exit 2 either way.
     try:
-        check_policy(args.policy)
+        loaded = check_policy(args.policy)
     except PolicyError as exc:
         print(exc, file=sys.stderr)
         return 2
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        runner = asyncio.run
+    serve: Coroutine[Any, Any, int]
+    runner: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
+    if args.worker_index is None and loaded.policy.workers > 1:
+        from gateway.workers import supervise
+
+        # Plain asyncio: it only waits on its workers, and uvloop cannot start a process group.
+        serve = supervise(args.policy, loaded.policy)
     else:
-        runner = uvloop.run
+        serve = run(args.policy, worker=args.worker_index, proxy_port=args.proxy_port)
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+            pass
+        else:
+            runner = uvloop.run
     try:
-        return runner(run(args.policy))
+        return runner(serve)
     except OSError as exc:  # a port already taken, an address not on this host
         print(f"gateway: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -66,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="serve the proxy, health, metrics and admin ports")
     run.add_argument("--policy", default=DEFAULT_POLICY, help="the policy file (YAML)")
+    # Set by the supervisor of `workers: N` on each worker it starts (gateway/workers.py).
+    run.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    run.add_argument("--proxy-port", type=int, default=None, help=argparse.SUPPRESS)
     run.set_defaults(func=_run)
     check = commands.add_parser("check", help="validate policy files; exit 2 on any mistake")
     check.add_argument("paths", nargs="+", metavar="PATH")

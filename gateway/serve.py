@@ -9,6 +9,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
+import structlog
 from aiohttp import web
 
 from gateway.admin.app import build_admin_app
@@ -44,6 +45,10 @@ class Gateway:
     _runners: dict[str, web.AppRunner] = field(default_factory=dict)
     _demo: web.AppRunner | None = None
     _watcher: asyncio.Task[None] | None = None
+    worker: int | None = None
+    """This process's index among `workers: N` (gateway/workers.py); None when it serves alone."""
+    proxy_port: int | None = None
+    """The proxy port the workers share (SO_REUSEPORT), resolved once by their supervisor."""
 
     async def start(self) -> None:
         # Taken before the read: an edit landing between the two is then seen as a change.
@@ -67,12 +72,11 @@ class Gateway:
             default_upstream_url=default_upstream,
         )
         open_limit_store(self.state)
-        apps = {
-            "proxy": build_proxy_app(self.state),
-            "health": build_health_app(self.state),
-            "metrics": build_metrics_app(self.state),
-            "admin": build_admin_app(self.state),
-        }
+        apps = {"proxy": build_proxy_app(self.state)}
+        if not self.worker:  # alone, or worker 0: the other ports exist once per gateway
+            apps["health"] = build_health_app(self.state)
+            apps["metrics"] = build_metrics_app(self.state)
+            apps["admin"] = build_admin_app(self.state)
         for name, app in apps.items():
             # Our own access log replaces aiohttp's; the grace period bounds in-flight requests.
             # The proxy's runner answers requests aiohttp's parser refuses as problem+json too.
@@ -80,7 +84,14 @@ class Gateway:
             runner = runner_type(app, access_log=None, shutdown_timeout=policy.shutdown.grace)
             await runner.setup()
             host, port = split_host_port(getattr(policy.listen, name))
-            site = web.TCPSite(runner, host, port, reuse_address=True)
+            shared = name == "proxy" and self.proxy_port is not None
+            site = web.TCPSite(
+                runner,
+                host,
+                self.proxy_port if shared else port,
+                reuse_address=True,
+                reuse_port=shared or None,
+            )
             await site.start()
             self._runners[name] = runner
             self.addresses[name] = _bound(site)
@@ -160,26 +171,47 @@ def _bound(site: web.TCPSite) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def run(policy_path: str) -> int:
+async def run(policy_path: str, worker: int | None = None, proxy_port: int | None = None) -> int:
     """Serve until SIGTERM or SIGINT; SIGHUP reloads the policy."""
-    gateway = Gateway(policy_path)
+    gateway = Gateway(policy_path, worker=worker, proxy_port=proxy_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    orphan_watch = None
+    if worker is not None:
+        # Bound before the ports open: connections, and so every request's task, inherit it.
+        structlog.contextvars.bind_contextvars(worker=worker)
+        orphan_watch = asyncio.create_task(_stop_when_orphaned(stop))
     # Before start: a SIGTERM that arrives while the ports open still drains instead of killing.
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     await gateway.start()
     assert gateway.state is not None
     loop.add_signal_handler(signal.SIGHUP, gateway.state.reload, "sighup")
-    print_urls(gateway.addresses)
+    if not worker:
+        print_urls(gateway.addresses)
     await stop.wait()
     started = time.monotonic()
     stop.clear()  # a second SIGTERM/SIGINT ends the drain early
     await gateway.stop(cut_drain=stop)
     log.info("exit", shutdown_s=round(time.monotonic() - started, 3))
+    if orphan_watch is not None:
+        orphan_watch.cancel()
     with contextlib.suppress(NotImplementedError):
         loop.remove_signal_handler(signal.SIGTERM)
+    if worker is not None:  # drained: a late second signal from the supervisor changes nothing
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return 0
+
+
+async def _stop_when_orphaned(stop: asyncio.Event) -> None:
+    """A worker whose supervisor died (SIGKILL, OOM) drains and exits instead of lingering."""
+    parent = os.getppid()
+    while True:  # polled: Linux's PR_SET_PDEATHSIG would need ctypes and a pre-exec hook
+        await asyncio.sleep(1.0)
+        if os.getppid() != parent:
+            break
+    log.warning("supervisor_gone")
+    stop.set()
 
 
 def print_urls(addresses: dict[str, str]) -> None:

@@ -214,6 +214,13 @@ class Policy(Model):
 
     version: Literal[1] = 1
     listen: Listen = Listen()
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Processes serving the proxy port together (SO_REUSEPORT), one per core; "
+        "only the first serves the health, metrics and admin ports. Read at start only.",
+    )
     upstream: Upstream = Upstream()
     store: Store = Store()
     forwarding: Forwarding = Forwarding()

@@ -32,7 +32,7 @@ def open_limit_store(state: GatewayState) -> None:
         else:
             log.info("ratelimit_store_recovered")
 
-    store = open_store(config, on_switch=on_switch)
+    store = open_store(config, on_switch=on_switch, workers=state.current.policy.workers)
     state.limit_store = store
     metrics.ratelimit_store_mode.labels("primary").set(1)
     metrics.ratelimit_store_mode.labels("fallback").set(0)
