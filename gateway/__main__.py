@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -68,7 +69,11 @@ def _schema(_: argparse.Namespace) -> int:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "gateway policy"
     schema["patternProperties"] = {f"^{EXTENSION_PREFIX}": {}}
-    print(json.dumps(schema, indent=2))
+    try:
+        print(json.dumps(schema, indent=2), flush=True)
+    except BrokenPipeError:
+        # `gateway schema | head` closes the pipe early: that is the reader's choice, not an error.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - replaces stdout for the exit flush
     return 0
 
 
