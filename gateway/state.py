@@ -68,6 +68,7 @@ class GatewayState:
         compiled = compile_policy(loaded, generation=1, default_upstream_url=default_upstream_url)
         metrics.policy_generation.set(1)
         state = cls(compiled, metrics, upstream, policy_path, default_upstream_url)
+        _observe_breakers(compiled, metrics)
         state.reloads.append(ReloadRecord(time.time(), "success", 1, loaded.sha256))
         return state
 
@@ -105,6 +106,7 @@ class GatewayState:
                 serving_generation=serving.generation,
             )
             return False
+        _observe_breakers(compiled, self.metrics)
         # One assignment: a request already routed keeps the RouteRuntime it started with.
         self.current = compiled
         self.metrics.policy_generation.set(compiled.generation)
@@ -165,3 +167,11 @@ BREAKER_STATE = web.RequestKey("breaker_state", str)
 BODY = web.RequestKey("body", bytes)
 """The request body, once a step had to read it whole (validation, retries); the proxy then
 sends these bytes, with their own Content-Length, instead of streaming the client's body."""
+
+
+def _observe_breakers(compiled: CompiledPolicy, metrics: GatewayMetrics) -> None:
+    """Export every breaker's state from the moment its policy serves, not from its first call:
+    compile_policy runs without the metrics, so their listeners are attached here."""
+    for route in compiled.routes:
+        if route.resilience is not None:
+            route.resilience.observe(metrics)
