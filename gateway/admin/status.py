@@ -92,7 +92,6 @@ class StatusRecorder:
         found: dict[str, Breaker] = {}
         for route in self.state.current.routes:
             if route.resilience is not None and route.resilience.breaker is not None:
-                route.resilience.observe(self.state.metrics)
                 found.setdefault(route.resilience.breaker.name, route.resilience.breaker)
         return list(found.values())
 

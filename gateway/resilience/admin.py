@@ -16,7 +16,6 @@ def _breakers(request: web.Request) -> dict[str, Breaker]:
     found: dict[str, Breaker] = {}
     for route in state.current.routes:
         if route.resilience is not None and route.resilience.breaker is not None:
-            route.resilience.observe(state.metrics)
             found.setdefault(route.resilience.breaker.name, route.resilience.breaker)
     return found
 

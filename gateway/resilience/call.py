@@ -51,7 +51,6 @@ async def send_upstream(
             request.method, url, headers, body, route.upstream.timeouts
         )
     metrics = state.metrics
-    resilience.observe(metrics)
     bulkhead = resilience.bulkhead
     if bulkhead is None:
         return await _tries(request, route, resilience, metrics, url, headers, body)

@@ -38,7 +38,8 @@ class RouteResilience:
     _observed: GatewayMetrics | None = field(default=None, repr=False)
 
     def observe(self, metrics: GatewayMetrics) -> None:
-        """Attach the metrics listener once; the compiler runs before metrics are at hand."""
+        """Attach the metrics listener once (GatewayState does, for each policy it serves):
+        the compiler runs before metrics are at hand."""
         if self._observed is metrics:
             return
         self._observed = metrics
