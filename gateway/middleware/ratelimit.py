@@ -6,7 +6,7 @@ hook that reads the verdict this step left on the request.
 
 from __future__ import annotations
 
-import time
+from time import perf_counter
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -35,7 +35,7 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
     )
     metrics = state.metrics
     store = state.limit_store
-    started = time.perf_counter()
+    started = perf_counter()
     try:
         verdict = await limiter.check(store, facts)
     except StoreUnavailable:  # on_error: closed
@@ -43,18 +43,22 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
             metrics.ratelimit_decisions.labels(route.name, rule.name, "store_error").inc()
         raise
     finally:
-        elapsed = time.perf_counter() - started
+        elapsed = perf_counter() - started
         metrics.child(metrics.ratelimit_store_duration, store.kind).observe(elapsed)
     request[VERDICT] = verdict
+    decisions = metrics.ratelimit_decisions
     for result in verdict.results:
-        decisions = metrics.ratelimit_decisions
-        metrics.child(decisions, route.name, result.rule.name, result.outcome).inc()
-        if result.outcome == "shadow_limited":
+        outcome = result.outcome
+        metrics.child(decisions, route.name, result.rule.name, outcome).inc()
+        if outcome == "allowed":
+            continue
+        if outcome == "shadow_limited":
             log.info("ratelimit_shadow_limited", route=route.name, rule=result.rule.name)
-        elif result.outcome == "store_error":
+        elif outcome == "store_error":
             log.warning("ratelimit_store_error", route=route.name, rule=result.rule.name)
     if not limiter.holds_slots:
-        _raise_if_denied(verdict)
+        if verdict.denied is not None:
+            _raise_if_denied(verdict)
         return await handler(request)
     try:
         _raise_if_denied(verdict)
@@ -89,5 +93,6 @@ async def add_rate_limit_headers(request: web.BaseRequest, response: web.StreamR
         return
     limiter: RouteLimiter | None = request[ROUTE].limiter
     if limiter is not None:
+        headers = response.headers
         for name, value in rate_limit_headers(limiter, verdict):
-            response.headers[name] = value
+            headers[name] = value

@@ -19,18 +19,19 @@ def whole_seconds(seconds: float) -> int:
 
 def rate_limit_headers(limiter: RouteLimiter, verdict: Verdict) -> list[tuple[str, str]]:
     headers: list[tuple[str, str]] = []
-    if limiter.policy_header is not None:
-        headers.append(("RateLimit-Policy", limiter.policy_header))
+    policy = limiter.policy_header
+    if policy is not None:
+        headers.append(("RateLimit-Policy", policy))
         items = [
-            f'"{r.rule.name}";r={r.decision.remaining};t={whole_seconds(r.decision.reset_after)}'
+            f"{r.rule.draft_item}{d.remaining};t={whole_seconds(d.reset_after)}"
             for r in verdict.results
-            if r.decision is not None and r.rule.enforce and r.rule.draft_headers
+            if (d := r.decision) is not None and r.rule.enforce and r.rule.draft_headers
         ]
         if items:
             headers.append(("RateLimit", ", ".join(items)))
     head = verdict.headline
-    if head is not None and head.decision is not None and head.rule.legacy_headers:
-        headers.append(("X-RateLimit-Limit", str(head.decision.limit)))
-        headers.append(("X-RateLimit-Remaining", str(head.decision.remaining)))
-        headers.append(("X-RateLimit-Reset", str(whole_seconds(head.decision.reset_after))))
+    if head is not None and (decision := head.decision) is not None and head.rule.legacy_headers:
+        headers.append(("X-RateLimit-Limit", str(decision.limit)))
+        headers.append(("X-RateLimit-Remaining", str(decision.remaining)))
+        headers.append(("X-RateLimit-Reset", str(whole_seconds(decision.reset_after))))
     return headers

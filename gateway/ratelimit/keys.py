@@ -1,4 +1,4 @@
-"""The one key composer: every counter key in every store is built by `compose`."""
+"""The one key composer: every counter key in every store is `compose`'s text."""
 
 from __future__ import annotations
 
@@ -20,10 +20,13 @@ Part = Callable[[RequestFacts], str | None]
 KeyFunction = Callable[[RequestFacts], str]
 
 
+_plain = _PLAIN.match
+
+
 def _safe(value: str | None) -> str:
-    if value is None or value == "":
+    if not value:
         return ANONYMOUS
-    if _PLAIN.match(value):
+    if _plain(value):
         return value
     # Lone surrogates (undecodable header bytes, a JWT claim's "\ud800") are kept as such.
     raw = value.encode("utf-8", "surrogatepass")
@@ -65,7 +68,9 @@ def compile_key(
 ) -> KeyFunction:
     """Bind the key's parts once; per request only the values are read."""
     parts = tuple(_part(s, jwt_secret) for s in spec)
+    # The same text as `compose`, with the constant head joined once rather than per request.
+    head = rule_prefix(namespace)
     if len(parts) == 1:
         only = parts[0]
-        return lambda facts: compose(namespace, (only(facts),))
-    return lambda facts: compose(namespace, [part(facts) for part in parts])
+        return lambda facts: head + _safe(only(facts)) + "}"
+    return lambda facts: head + "|".join([_safe(part(facts)) for part in parts]) + "}"

@@ -75,6 +75,8 @@ class CompiledRule:
     legacy_headers: bool
     policy: RateLimitRule
     adaptive: AdaptiveFactor | None
+    draft_item: str
+    """`"name";r=`: the constant head of this rule's item in the RateLimit field."""
 
     @classmethod
     def compile(cls, rule: RateLimitRule) -> CompiledRule:
@@ -101,6 +103,7 @@ class CompiledRule:
             )
             if rule.adaptive is not None
             else None,
+            draft_item=f'"{rule.name}";r=',
         )
 
     @property
@@ -162,20 +165,25 @@ class RouteLimiter:
 
     async def check(self, store: LimitStore, facts: RequestFacts) -> Verdict:
         now = self.clock()
-        if len(self.rules) > 1 and store.kind != "memory":
+        rules = self.rules
+        if len(rules) == 1:  # the common case, without the machinery for several rules
+            return verdict((await self._decide(store, rules[0], facts, now),))
+        if store.kind != "memory":
             # Decided together, a request's rules share one pipeline: one round trip for all.
-            gathered = await asyncio.gather(
-                *(self._decide(store, r, facts, now) for r in self.rules)
-            )
+            gathered = await asyncio.gather(*(self._decide(store, r, facts, now) for r in rules))
             return verdict(tuple(gathered))
-        return verdict(tuple([await self._decide(store, r, facts, now) for r in self.rules]))
+        results = []
+        for rule in rules:
+            results.append(await self._decide(store, rule, facts, now))
+        return verdict(tuple(results))
 
     async def _decide(
         self, store: LimitStore, rule: CompiledRule, facts: RequestFacts, now: float
     ) -> RuleResult:
         key = rule.key(facts)
+        adaptive = rule.adaptive
         try:
-            scale = rule.adaptive.factor if rule.adaptive is not None else 1.0
+            scale = 1.0 if adaptive is None else adaptive.factor
             decision = await rule.strategy.hit(store, key, rule.cost, now, scale)
             if not decision.allowed and rule.max_wait > 0 and rule.enforce:
                 decision = await self._queue(store, rule, key, scale, decision)

@@ -122,7 +122,8 @@ class SlidingWindow:
     async def hit(
         self, store: LimitStore, key: str, cost: int, now: float, scale: float = 1.0
     ) -> Decision:
-        window, limit = self.window, scaled(self.limit, scale)
+        window = self.window
+        limit = self.limit if scale == 1.0 else scaled(self.limit, scale)
         index = int(now // window)
         start = index * window
         weight = 1.0 - (now - start) / window

@@ -34,11 +34,14 @@ class MemoryStore:
 
     def _set(self, key: str, value: float, expires_at: float, now: float) -> None:
         data = self._data
-        if key in data:
+        entry = data.get(key)
+        if entry is not None:
             data.move_to_end(key)
-        data[key] = [value, expires_at]
-        if len(data) > self.max_keys:
-            data.popitem(last=False)
+            entry[0], entry[1] = value, expires_at
+        else:
+            data[key] = [value, expires_at]
+            if len(data) > self.max_keys:
+                data.popitem(last=False)
         # Keys of past windows are never read again: each write sweeps up to two expired ones
         # from the cold end, so they drain faster than new windows appear.
         for _ in range(2):
