@@ -111,6 +111,14 @@ def test_metric_names_are_declared(name: str, labels: tuple[str, ...]) -> None:
     assert set(labels) <= set(declared[name])
 
 
+def test_every_declared_metric_is_documented() -> None:
+    """A metric family added to the code without a word in README.md fails here."""
+    declared = _declared_metrics()
+    assert len(declared) > 30  # the families were found at all
+    undocumented = [name for name in declared if name not in README]
+    assert undocumented == []
+
+
 def _error_rows() -> list[Any]:
     section = README.split("\n## Errors\n", 1)[1].split("\n## ", 1)[0]
     params = []
