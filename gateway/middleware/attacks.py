@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.errors import AttackDetected, PayloadTooLarge
+from gateway.errors import AttackDetected
 from gateway.observability.logs import get_logger
 from gateway.runtime import RouteRuntime
 from gateway.state import BODY, CLIENT_IP, STATE, UNENFORCED
@@ -15,23 +15,16 @@ from gateway.validation.crs.request import RequestView
 
 log = get_logger("gateway.attacks")
 
-DEFAULT_MAX_BODY = 1024 * 1024
-"""What a route with attack detection but no validator reads at most (validation's default)."""
-
 
 async def scan_for_attacks(
-    request: web.Request, route: RouteRuntime, detector: AttackDetector, max_body: int
+    request: web.Request, route: RouteRuntime, detector: AttackDetector
 ) -> None:
     body = request.get(BODY)
     if body is None and request.body_exists:
         # The CRS reads ARGS_POST and REQUEST_BODY: the body must be whole, and bounded.
         idle = request.app[STATE].current.policy.limits.body_timeout
-        body = await read_bounded(request.content, max_body, request.content_length, idle)
-        if len(body) > max_body:
-            raise PayloadTooLarge(
-                f"the body exceeds {max_body} bytes",
-                extensions={"check": "max_body", "expected": f"at most {max_body} bytes"},
-            )
+        # read_bounded itself raises PayloadTooLarge past max_body.
+        body = await read_bounded(request.content, detector.max_body, request.content_length, idle)
         request[BODY] = body
     view = RequestView(
         method=request.method,

@@ -6,12 +6,12 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.errors import ContentLengthMismatch, PayloadTooLarge, Rejection
-from gateway.middleware.attacks import DEFAULT_MAX_BODY, scan_for_attacks
+from gateway.errors import ContentLengthMismatch, Rejection
+from gateway.middleware.attacks import scan_for_attacks
 from gateway.observability.logs import get_logger
 from gateway.observability.metrics import GatewayMetrics
 from gateway.state import BODY, ROUTE, STATE
-from gateway.validation.body import read_bounded
+from gateway.validation.body import read_bounded, too_large
 from gateway.validation.limits import MediaType, RequestHead
 from gateway.validation.validator import BodyOutcome, Validator
 
@@ -27,7 +27,7 @@ async def validation(request: web.Request, handler: Handler) -> web.StreamRespon
     validator = route.validator
     if validator is None:
         if route.attacks is not None:
-            await scan_for_attacks(request, route, route.attacks, DEFAULT_MAX_BODY)
+            await scan_for_attacks(request, route, route.attacks)
         return await handler(request)
     metrics = request.app[STATE].metrics
     try:
@@ -51,7 +51,7 @@ async def validation(request: web.Request, handler: Handler) -> web.StreamRespon
         )
     if route.attacks is not None:
         # After the checks and the sanitizer: the scan sees the body the upstream would get.
-        await scan_for_attacks(request, route, route.attacks, validator.max_body)
+        await scan_for_attacks(request, route, route.attacks)
     return await handler(request)
 
 
@@ -88,10 +88,7 @@ async def _validate(request: web.Request, validator: Validator, metrics: Gateway
     metrics.validation_body_bytes.labels(validator.route).inc(len(body))
     request[BODY] = body
     if len(body) > validator.max_body:
-        raise PayloadTooLarge(
-            f"the body exceeds {validator.max_body} bytes",
-            extensions={"check": "max_body", "expected": f"at most {validator.max_body} bytes"},
-        )
+        raise too_large(validator.max_body)
     outcome = validator.check_body(body, head.media_type)
     request[VALIDATED] = outcome
     if outcome.sanitized:

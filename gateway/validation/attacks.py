@@ -22,6 +22,8 @@ class AttackDetector:
     engine: CrsEngine
     ruleset_key: str
     blocking: bool
+    max_body: int
+    """The route's validation.max_body: the scan reads no more, even with validation mode off."""
     """block: a verdict over the threshold is a 403; detect: it is logged and counted only."""
 
     def evaluate(self, view: RequestView, route: str) -> Verdict:
@@ -46,4 +48,10 @@ def compile_attacks(
                 [f"{source}: routes[{index}].validation.attacks.crs.rules_dir: {exc}"]
             ) from exc
         engines[key] = engine
-    return AttackDetector(engine=engine, ruleset_key=key, blocking=attacks.mode == "block")
+    assert route.validation is not None  # attacks live in the validation block
+    return AttackDetector(
+        engine=engine,
+        ruleset_key=key,
+        blocking=attacks.mode == "block",
+        max_body=route.validation.max_body,
+    )

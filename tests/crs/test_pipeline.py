@@ -184,3 +184,26 @@ async def test_explain_names_the_crs_rules_without_touching_the_upstream(
     assert "sqli" in attacks["families"]
     assert (answer["outcome"]["status"], answer["outcome"]["reason"]) == (403, "attack_detected")
     assert _hits(upstream) == 0
+
+
+async def test_the_scan_reads_no_more_than_the_routes_max_body_even_with_validation_off(
+    make_gateway: GatewayFactory, client: aiohttp.ClientSession, upstream: TestServer
+) -> None:
+    """With validation checks off but attacks on, a body over the route's max_body is a 413."""
+    gw = await make_gateway(
+        f"""
+routes:
+  - name: api
+    match: {{path_prefix: /echo}}
+    validation:
+      mode: "off"
+      max_body: 1KiB
+      attacks: {{crs: {{rules_dir: "{RULES}"}}}}
+"""
+    )
+    body = {"note": "x" * 2048}
+    async with client.post(gw.proxy + "/echo/notes", json=body, headers=HOST) as response:
+        assert response.status == 413
+    async with client.post(gw.proxy + "/echo/notes", json={"note": "short"}, headers=HOST) as ok:
+        assert ok.status == 200
+    assert _hits(upstream) == 1
