@@ -156,14 +156,14 @@ CLIENT_IP = web.RequestKey("client_ip", str)
 BYTES_IN = web.RequestKey("bytes_in", int)
 BYTES_OUT = web.RequestKey("bytes_out", int)
 UPSTREAM_SECONDS = web.RequestKey("upstream_seconds", float)
+"""Time until the upstream's response headers, for the access log."""
 RETRIES = web.RequestKey("retries", int)
+"""Upstream attempts beyond the first, set by the upstream step; error events report it."""
 UNENFORCED = web.RequestKey("unenforced_rejection", Rejection)
 """A rejection a step decided but did not enforce (attack detection in detect mode): the request
 goes on, and the capture step still emits its error event."""
-"""Upstream attempts beyond the first, set by the upstream step; error events report it."""
 BREAKER_STATE = web.RequestKey("breaker_state", str)
 """The route's breaker state seen by this request (closed, open, half_open); for error events."""
-"""Time until the upstream's response headers, for the access log."""
 BODY = web.RequestKey("body", bytes)
 """The request body, once a step had to read it whole (validation, retries); the proxy then
 sends these bytes, with their own Content-Length, instead of streaming the client's body."""

@@ -18,7 +18,6 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from gateway.errors import (
     AttackDetected,
     NoRouteMatched,
-    PayloadTooLarge,
     RateLimited,
     Rejection,
     StoreUnavailable,
@@ -30,6 +29,7 @@ from gateway.resilience.compile import RouteResilience
 from gateway.runtime import CompiledPolicy, RouteRuntime
 from gateway.stores.base import LimitStore
 from gateway.upstream.headers import client_address
+from gateway.validation.body import too_large
 from gateway.validation.crs.request import RequestView
 from gateway.validation.limits import MediaType, RequestHead
 from gateway.validation.validator import Validator
@@ -213,10 +213,7 @@ def explain_validation(validator: Validator, described: Described) -> tuple[Json
         try:
             validator.head.check_decodable(head)
             if len(described.body) > validator.max_body:
-                raise PayloadTooLarge(
-                    f"the body exceeds {validator.max_body} bytes",
-                    extensions={"check": "max_body"},
-                )
+                raise too_large(validator.max_body)
             outcome = validator.check_body(described.body, head.media_type)
             checks.append({"check": "body", "verdict": "pass", "sanitized": outcome.sanitized})
         except Rejection as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 
 from gateway.errors import BadRequest, Rejection
 
@@ -38,11 +39,7 @@ def _category_table() -> dict[str, str]:
     # Built on first use, when gateway.errors is fully imported: every BadRequest subclass
     # (invalid_json, schema_violation, ...) is a validation rejection.
     table = dict(_CATEGORY_OF_REASON)
-    pending: list[type[Rejection]] = [BadRequest]
-    while pending:
-        cls = pending.pop()
-        table[cls.reason] = "validation_rejected"
-        pending.extend(cls.__subclasses__())
+    table.update((cls.reason, "validation_rejected") for cls in _tree(BadRequest))
     return table
 
 
@@ -53,13 +50,16 @@ def category_of(reason: str) -> str:
 
 def rejection_reasons() -> frozenset[str]:
     """Every reason code of the Rejection tree in gateway.errors, walked at call time."""
-    found: set[str] = set()
-    pending: list[type[Rejection]] = [Rejection]
+    return frozenset(cls.reason for cls in _tree(Rejection))
+
+
+def _tree(root: type[Rejection]) -> Iterator[type[Rejection]]:
+    """`root` and every subclass of it, at any depth."""
+    pending: list[type[Rejection]] = [root]
     while pending:
         cls = pending.pop()
-        found.add(cls.reason)
+        yield cls
         pending.extend(cls.__subclasses__())
-    return frozenset(found)
 
 
 def known_names() -> frozenset[str]:

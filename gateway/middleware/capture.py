@@ -65,7 +65,8 @@ async def capture(request: web.Request, handler: Handler) -> web.StreamResponse:
 
     matched = request.get(ROUTE)
     route_name = matched.name if matched is not None else "unmatched"
-    state.metrics.rejections.labels(route_name, error.reason).inc()
+    metrics = state.metrics
+    metrics.child(metrics.rejections, route_name, error.reason).inc()
     event_id = None
     if service is not None:
         service.observe(state.current.policy.errors, error.status, error.reason)

@@ -16,6 +16,9 @@ ValidationMode = Literal["enforce", "shadow", "off"]
 ExcludableCheck = Literal["max_string", "max_array", "sanitize", "ssrf"]
 """Field-level checks an exclusion may switch off for the fields it names."""
 
+DEFAULT_MAX_BODY = 1024 * 1024
+"""The body limit of a route that sets none (and what its attack scan reads at most)."""
+
 _JSON_PATH = re.compile(r"^\$((\.[A-Za-z0-9_-]+)|(\[\*\])|(\[\d+\]))+$")
 _MEDIA_TYPE = re.compile(r"^[a-z0-9!#$&^_.+-]+/([a-z0-9!#$&^_.+-]+|\*)$")
 
@@ -117,7 +120,7 @@ class Validation(Model):
     """What a route accepts; each check is on only when its key is given (max_body excepted)."""
 
     mode: ValidationMode = "enforce"
-    max_body: Bytes = 1024 * 1024
+    max_body: Bytes = DEFAULT_MAX_BODY
     max_headers: HeaderLimits | None = None
     max_url: Bytes | None = None
     max_query_params: int | None = Field(default=None, ge=0)

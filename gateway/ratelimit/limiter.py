@@ -140,8 +140,9 @@ class RouteLimiter:
         self.on_error = on_error
         self.clock = clock
         self.holds_slots = any(isinstance(r.strategy, Concurrency) for r in self.rules)
-        self._released = asyncio.Event()
         """True when some rule's slots must be given back once the response is done."""
+        self._released = asyncio.Event()
+        """Set (and replaced) on each release, waking the requests queued for a slot."""
         self._advertised = tuple(r for r in self.rules if r.enforce and r.draft_headers)
         self._adaptive = any(r.adaptive is not None for r in self._advertised)
         self._policy_header = self._render_policy()

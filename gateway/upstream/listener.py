@@ -19,7 +19,7 @@ from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
 from gateway.errors import BadRequest, HeaderFieldsTooLarge, Rejection
 from gateway.observability.logs import get_logger
-from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.metrics import GatewayMetrics, status_class
 from gateway.problem import problem_response
 from gateway.state import STATE
 
@@ -72,8 +72,8 @@ class _ProblemRequestHandler(RequestHandler):
         error = parser_rejection(exc)
         request_id = uuid.uuid4().hex
         metrics = self._manager.metrics
-        metrics.rejections.labels(UNPARSED, error.reason).inc()
-        metrics.requests.labels(UNPARSED, "OTHER", f"{error.status // 100}xx").inc()
+        metrics.child(metrics.rejections, UNPARSED, error.reason).inc()
+        metrics.child(metrics.requests, UNPARSED, "OTHER", status_class(error.status)).inc()
         log.info(
             "rejected",
             reason=error.reason,

@@ -43,16 +43,21 @@ async def read_bounded(
                 break
             total += len(chunk)
             if limit is not None and total > limit:
-                raise PayloadTooLarge(
-                    f"the body exceeds {limit} bytes",
-                    extensions={"check": "max_body", "expected": f"at most {limit} bytes"},
-                )
+                raise too_large(limit)
             chunks.append(chunk)
     except (PayloadEncodingError, ConnectionResetError):
         raise _mismatch(declared, total) from None
     if declared is not None and total != declared:
         raise _mismatch(declared, total)
     return b"".join(chunks)
+
+
+def too_large(limit: int) -> PayloadTooLarge:
+    """The 413 of a body longer than `limit`, however its length was found."""
+    return PayloadTooLarge(
+        f"the body exceeds {limit} bytes",
+        extensions={"check": "max_body", "expected": f"at most {limit} bytes"},
+    )
 
 
 def _mismatch(declared: int | None, received: int) -> ContentLengthMismatch:

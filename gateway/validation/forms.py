@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl
 
 from gateway.errors import FormRejected, InvalidUtf8
 from gateway.policy.validation import Forms
+from gateway.validation.paths import pointer
 
 _PARAM = re.compile(r';\s*([A-Za-z0-9*_.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 
@@ -27,7 +28,7 @@ class Part:
 def _reject(check: str, detail: str, expected: str, field: str | None = None) -> FormRejected:
     extensions: dict[str, str] = {"check": check, "expected": expected}
     if field is not None:
-        extensions["pointer"] = "/" + field.replace("~", "~0").replace("/", "~1")
+        extensions["pointer"] = pointer((field,))
     return FormRejected(detail, extensions=extensions)
 
 

@@ -156,13 +156,11 @@ class JsonChecker:
             if isinstance(node, dict):
                 keys += len(node)
                 if keys > limits.max_keys:
-                    raise JsonTooComplex(
+                    raise _too_complex(
+                        "max_keys",
                         f"more than {limits.max_keys} object members",
-                        extensions={
-                            "check": "max_keys",
-                            "pointer": pointer(location),
-                            "expected": f"at most {limits.max_keys} members in the document",
-                        },
+                        location,
+                        f"at most {limits.max_keys} members in the document",
                     )
                 for key, value in node.items():
                     if escapes and _SURROGATE.search(key):
@@ -170,24 +168,20 @@ class JsonChecker:
                     stack.append((value, (*location, key)))
             elif isinstance(node, list):
                 if len(node) > limits.max_array and not _exempt(self.exempt_array, location):
-                    raise JsonTooComplex(
+                    raise _too_complex(
+                        "max_array",
                         f"an array has {len(node)} items",
-                        extensions={
-                            "check": "max_array",
-                            "pointer": pointer(location),
-                            "expected": f"at most {limits.max_array} items",
-                        },
+                        location,
+                        f"at most {limits.max_array} items",
                     )
                 stack.extend((value, (*location, i)) for i, value in enumerate(node))
             elif isinstance(node, str):
                 if len(node) > limits.max_string and not _exempt(self.exempt_string, location):
-                    raise JsonTooComplex(
+                    raise _too_complex(
+                        "max_string",
                         f"a string has {len(node)} characters",
-                        extensions={
-                            "check": "max_string",
-                            "pointer": pointer(location),
-                            "expected": f"at most {limits.max_string} characters",
-                        },
+                        location,
+                        f"at most {limits.max_string} characters",
                     )
                 if escapes and _SURROGATE.search(node):
                     self._surrogate(location)
@@ -203,6 +197,12 @@ class JsonChecker:
                 "expected": "paired surrogates (RFC 8259 §8.2)",
             },
         )
+
+
+def _too_complex(check: str, detail: str, location: Location, expected: str) -> JsonTooComplex:
+    return JsonTooComplex(
+        detail, extensions={"check": check, "pointer": pointer(location), "expected": expected}
+    )
 
 
 def _exempt(paths: tuple[FieldPath, ...], location: Location) -> bool:

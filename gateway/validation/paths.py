@@ -19,6 +19,12 @@ def pointer(location: Location) -> str:
     return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in location)
 
 
+def form_names(paths: tuple[FieldPath, ...], excluded: tuple[FieldPath, ...]) -> frozenset[str]:
+    """The form fields the `$.name` paths address, minus the excluded ones."""
+    names = {p.top_level_name for p in paths} - {p.top_level_name for p in excluded}
+    return frozenset(name for name in names if name is not None)
+
+
 @dataclass(frozen=True, slots=True)
 class FieldPath:
     """A compiled `$.a.b[*].c`: keys, fixed indexes, and `[*]` for every array item."""

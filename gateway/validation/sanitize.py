@@ -13,7 +13,7 @@ from typing import Any
 import nh3
 
 from gateway.policy.validation import SanitizeHtml
-from gateway.validation.paths import FieldPath
+from gateway.validation.paths import FieldPath, form_names
 
 # Text nh3 returns unchanged: no markup or entity starts (<, >, &), no NUL/CR/controls, no
 # no-break space or BOM (serialised as entities), no noncharacters. Checked per BMP character in
@@ -34,6 +34,7 @@ class Sanitizer:
     cleaner: nh3.Cleaner
     paths: tuple[FieldPath, ...]
     excluded: tuple[FieldPath, ...] = ()
+    form_fields: frozenset[str] = frozenset()
 
     @classmethod
     def build(cls, policy: SanitizeHtml, excluded: tuple[FieldPath, ...]) -> Sanitizer:
@@ -46,13 +47,8 @@ class Sanitizer:
             )
         except Exception as exc:  # nh3 raises ValueError or a Rust panic for a bad allow-list
             raise SanitizerError(f"invalid sanitize_html allow-list: {exc}") from None
-        return cls(cleaner, tuple(FieldPath.compile(t) for t in policy.fields), excluded)
-
-    @property
-    def form_fields(self) -> frozenset[str]:
-        names = {p.top_level_name for p in self.paths} - {None}
-        names -= {p.top_level_name for p in self.excluded}
-        return frozenset(name for name in names if name is not None)
+        paths = tuple(FieldPath.compile(t) for t in policy.fields)
+        return cls(cleaner, paths, excluded, form_names(paths, excluded))
 
     def clean(self, value: str) -> str:
         if INERT.fullmatch(value):

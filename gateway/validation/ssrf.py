@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from gateway.errors import UnsafeUrl
 from gateway.policy.validation import Ssrf
-from gateway.validation.paths import FieldPath, Location, pointer
+from gateway.validation.paths import FieldPath, Location, form_names, pointer
 
 _INTERNAL_NAMES = frozenset({"localhost", "metadata", "instance-data", "metadata.google.internal"})
 _INTERNAL_SUFFIXES = (".localhost", ".internal", ".local", ".localdomain")
@@ -74,20 +74,18 @@ class SsrfGuard:
     schemes: frozenset[str]
     allow_hosts: frozenset[str]
     excluded: tuple[FieldPath, ...] = ()
+    form_fields: frozenset[str] = frozenset()
 
     @classmethod
     def build(cls, policy: Ssrf, excluded: tuple[FieldPath, ...]) -> SsrfGuard:
+        paths = tuple(FieldPath.compile(text) for text in policy.fields)
         return cls(
-            paths=tuple(FieldPath.compile(text) for text in policy.fields),
+            paths=paths,
             schemes=frozenset(s.lower() for s in policy.schemes),
             allow_hosts=frozenset(h.lower().rstrip(".") for h in policy.allow_hosts),
             excluded=excluded,
+            form_fields=form_names(paths, excluded),
         )
-
-    @property
-    def form_fields(self) -> frozenset[str]:
-        names = {p.top_level_name for p in self.paths} - {p.top_level_name for p in self.excluded}
-        return frozenset(name for name in names if name is not None)
 
     def check_document(self, document: object) -> None:
         for path in self.paths:

@@ -15,7 +15,7 @@ from gateway.policy.validation import Validation
 from gateway.validation.forms import FormChecker, Part
 from gateway.validation.jsonlimits import DEFAULT_LIMITS, JsonChecker
 from gateway.validation.limits import HeadLimits, MediaType, RequestHead
-from gateway.validation.paths import FieldPath
+from gateway.validation.paths import FieldPath, pointer
 from gateway.validation.sanitize import Sanitizer, SanitizerError
 from gateway.validation.schema import CompiledSchema, SchemaError, load_schema
 from gateway.validation.ssrf import SsrfGuard
@@ -180,7 +180,7 @@ def _text(body: bytes, part: Part) -> str:
             f"field {part.name[:64]!r} is not UTF-8",
             extensions={
                 "check": "utf8",
-                "pointer": "/" + part.name.replace("~", "~0").replace("/", "~1"),
+                "pointer": pointer((part.name,)),
                 "offset": exc.start,
                 "expected": "UTF-8 text",
             },

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import pytest
 
-from gateway.validation.crs import CrsEngine
+from gateway.validation.crs import CrsEngine, operators
 from tests.crs.conftest import request, rules
 
 # (operator with argument, value of ?v=, matches)
@@ -99,3 +99,16 @@ def test_operand_macros_expand_per_request() -> None:
     )
     assert engine.evaluate(request(method="GET")).rule_ids == ()
     assert engine.evaluate(request(method="DELETE")).rule_ids == (2,)
+
+
+def test_rx_macro_from_request_data_matches_past_the_pattern_cache() -> None:
+    """`@rx %{...}` fed by request data compiles each expansion and stays right past the cache."""
+    engine = rules(
+        """
+        SecRule ARGS:p "@rx ." "id:1,phase:2,pass,nolog,setvar:'tx.p=%{MATCHED_VAR}'"
+        SecRule ARGS:v "@rx ^%{tx.p}$" "id:2,phase:2,pass"
+        """
+    )
+    for n in range(operators.MACRO_PATTERNS + 5):
+        assert engine.evaluate(request(f"/?p=a{n}&v=a{n}")).rule_ids == (2,)
+        assert engine.evaluate(request(f"/?p=a{n}&v=b{n}")).rule_ids == ()

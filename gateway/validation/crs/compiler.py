@@ -236,19 +236,10 @@ class Atom:
 
 
 @dataclass(frozen=True, slots=True)
-class Group:
-    """The atoms of a rule's targets; rules with the same targets share the group's result."""
-
-    id: int
-    atoms: tuple[Atom, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class Prefilter:
-    group: Group
     index: int
     """This rule's pattern index in its chain's RE2 set."""
-    chain: int = 0
+    chain: int
     """The transformation chain whose RE2 set holds the pattern."""
 
 
@@ -320,7 +311,6 @@ class Compiler:
         self.chain_names: dict[int, tuple[str, ...]] = {}
         self.sources: dict[tuple[VariableSpec, frozenset[VariableSpec]], int] = {}
         self.atoms: dict[tuple[int, VariableSpec, frozenset[VariableSpec], bool], Atom] = {}
-        self.groups: dict[frozenset[int], Group] = {}
         self.prefixes: dict[tuple[str, ...], int] = {}
         self.atom_patterns: dict[int, set[int]] = {}
         self.atom_by_id: dict[int, Atom] = {}
@@ -526,13 +516,12 @@ class Compiler:
             and all(spec.name in STATIC_VARIABLES and not spec.count for spec in specs)
         ):
             if operator.set_pattern is not None:
-                prefilter = self.prefilter(
-                    tuple(specs), chain_id, targets, tuple(functions), operator.set_pattern
-                )
-                if prefilter is not None:
+                # \A or \z would not hold inside newline-joined values: no prefilter then.
+                if not _TEXT_ANCHOR.search(operator.set_pattern):
+                    scan = self.atoms_of(tuple(specs), chain_id, targets, tuple(functions))
+                    prefilter = self.prefilter(scan, chain_id, operator.set_pattern)
                     # Past the chain's RE2 set, the rule's own regex over each joined target
                     # tells whether any single value can match.
-                    scan = prefilter.group.atoms
                     scan_match = operators.compile_regex(
                         "(?m)" + operator.set_pattern.decode("latin-1")
                     ).search
@@ -576,27 +565,14 @@ class Compiler:
             scan_match=scan_match,
         )
 
-    def prefilter(
-        self,
-        specs: tuple[VariableSpec, ...],
-        chain_id: int,
-        targets: list[Target],
-        functions: tuple[transforms.Transform, ...],
-        pattern: bytes,
-    ) -> Prefilter | None:
-        if _TEXT_ANCHOR.search(pattern):
-            return None  # \A or \z would not hold inside newline-joined values
-        atoms = self.atoms_of(specs, chain_id, targets, functions)
-        group_key = frozenset(atom.id for atom in atoms)
-        group = self.groups.get(group_key)
-        if group is None:
-            group = self.groups[group_key] = Group(len(self.groups), atoms)
+    def prefilter(self, atoms: tuple[Atom, ...], chain_id: int, pattern: bytes) -> Prefilter:
+        """Add the pattern to its chain's RE2 set, to be searched in these atoms' values."""
         patterns = self.set_patterns.setdefault(chain_id, [])
         patterns.append(pattern)
         for atom in atoms:
             self.atom_patterns.setdefault(atom.id, set()).add(len(patterns))
             self.atom_by_id[atom.id] = atom
-        return Prefilter(group, len(patterns), chain_id)  # index 0 is the sentinel
+        return Prefilter(len(patterns), chain_id)  # index 0 is the sentinel
 
     def atoms_of(
         self,

@@ -35,6 +35,20 @@ __all__ = ["CrsEngine", "CrsLoadError", "Exclusion", "LoadReport", "Verdict", "l
 Clock = Callable[[], float]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Settings:
+    """The options `load` and `from_text` share; the engine reads everything else from them."""
+
+    paranoia_level: int
+    anomaly_threshold: int
+    exclusions: Sequence[Exclusion]
+    tx: Mapping[str, str] | None
+    time_budget: float
+    fail_mode: str
+    clock: Clock
+    prefilter: bool
+
+
 class CrsEngine:
     """A compiled ruleset. Each `evaluate` keeps its state in its own Evaluation; the engine
     shares only a bounded cache of transformed short values between requests."""
@@ -44,23 +58,17 @@ class CrsEngine:
         phases: dict[int, list[Step]],
         sets: dict[int, tuple[Bucket, ...]],
         report: LoadReport,
-        setup: dict[str, str],
-        threshold: int,
-        route_exclusions: dict[str, Runtime],
-        time_budget: float,
-        fail_mode: str,
-        clock: Clock,
+        settings: _Settings,
     ) -> None:
-        self._phases = phases
         self._sets = sets
         self._programs = {phase: _program(steps) for phase, steps in phases.items()}
         self.report = report
-        self._setup = setup
-        self.threshold = threshold
-        self._route_exclusions = route_exclusions
-        self._budget = time_budget
-        self._fail_blocks = fail_mode == "block"
-        self._clock = clock
+        self._setup = _crs_setup(settings)
+        self.threshold = settings.anomaly_threshold
+        self._route_exclusions = _route_exclusions(settings.exclusions)
+        self._budget = settings.time_budget
+        self._fail_blocks = settings.fail_mode == "block"
+        self._clock = settings.clock
         self._ids = itertools.count()
         self._transformed: dict[tuple[int, str], str] = {}
         self._joined: dict[tuple[int, tuple[str, int]], str] = {}
@@ -90,6 +98,16 @@ class CrsEngine:
         `prefilter=False` evaluates every rule on every value (no RE2-set or joined-text pass
         ahead of the rules): slower, same verdicts; the tests compare the two.
         """
+        settings = _Settings(
+            paranoia_level,
+            anomaly_threshold,
+            exclusions,
+            tx,
+            time_budget,
+            fail_mode,
+            clock,
+            prefilter,
+        )
         started = time.perf_counter()
         paths = rule_files(rules)
         directives: list[Directive] = []
@@ -100,19 +118,7 @@ class CrsEngine:
             raise CrsLoadError(str(exc)) from None
         except OSError as exc:
             raise CrsLoadError(f"{exc.filename}: {exc.strerror}") from None
-        return cls._build(
-            directives,
-            paths,
-            started,
-            paranoia_level,
-            anomaly_threshold,
-            exclusions,
-            tx,
-            time_budget,
-            fail_mode,
-            clock,
-            prefilter,
-        )
+        return cls._build(directives, paths, started, settings)
 
     @classmethod
     def from_text(
@@ -129,15 +135,7 @@ class CrsEngine:
         prefilter: bool = True,
     ) -> CrsEngine:
         """Compile rules given as text (tests, examples) with the same compiler as `load`."""
-        started = time.perf_counter()
-        try:
-            directives = parse_text(text, "<text>").directives
-        except SecLangSyntaxError as exc:
-            raise CrsLoadError(str(exc)) from None
-        return cls._build(
-            directives,
-            [],
-            started,
+        settings = _Settings(
             paranoia_level,
             anomaly_threshold,
             exclusions,
@@ -147,53 +145,24 @@ class CrsEngine:
             clock,
             prefilter,
         )
+        started = time.perf_counter()
+        try:
+            directives = parse_text(text, "<text>").directives
+        except SecLangSyntaxError as exc:
+            raise CrsLoadError(str(exc)) from None
+        return cls._build(directives, [], started, settings)
 
     @classmethod
     def _build(
-        cls,
-        directives: list[Directive],
-        paths: list[Path],
-        started: float,
-        paranoia_level: int,
-        anomaly_threshold: int,
-        exclusions: Sequence[Exclusion],
-        tx: Mapping[str, str] | None,
-        time_budget: float,
-        fail_mode: str,
-        clock: Clock,
-        prefilter: bool,
+        cls, directives: list[Directive], paths: list[Path], started: float, settings: _Settings
     ) -> CrsEngine:
-        if fail_mode not in ("block", "pass"):
-            raise CrsLoadError(f"fail_mode must be 'block' or 'pass', not {fail_mode!r}")
-        compiler = Compiler(paranoia_level, exclusions, prefilter)
+        if settings.fail_mode not in ("block", "pass"):
+            raise CrsLoadError(f"fail_mode must be 'block' or 'pass', not {settings.fail_mode!r}")
+        compiler = Compiler(settings.paranoia_level, settings.exclusions, settings.prefilter)
         phases = compiler.compile(directives)
-        sets = compiler.build_sets()
-        # What crs-setup.conf would set; the CRS's own 901 rules fill in every other default.
-        setup = {
-            "crs_setup_version": "400",
-            "blocking_paranoia_level": str(paranoia_level),
-            "detection_paranoia_level": str(paranoia_level),
-            "paranoia_level": str(paranoia_level),
-            "executing_paranoia_level": str(paranoia_level),
-            "inbound_anomaly_score_threshold": str(anomaly_threshold),
-        }
-        setup.update({k.lower(): v for k, v in (tx or {}).items()})
-        routes: dict[str, Runtime] = {}
-        for exclusion in exclusions:
-            for route in exclusion.routes:
-                runtime = routes.setdefault(route, Runtime())
-                if exclusion.fields:
-                    for text in exclusion.fields:
-                        collection, test = parse_field(text)
-                        runtime.targets.append((exclusion.rule_ids, None, collection, test))
-                else:
-                    runtime.removed.extend(exclusion.rule_ids)
-        report = compiler.report(paths, 0.0)
-        engine = cls(
-            phases, sets, report, setup, anomaly_threshold, routes, time_budget, fail_mode, clock
-        )
+        engine = cls(phases, compiler.build_sets(), compiler.report(paths, 0.0), settings)
         engine.warm_up()
-        engine.report = dataclasses.replace(report, seconds=time.perf_counter() - started)
+        engine.report = dataclasses.replace(engine.report, seconds=time.perf_counter() - started)
         return engine
 
     def warm_up(self) -> None:
@@ -248,6 +217,36 @@ def _program(steps: list[Step]) -> tuple[list[CompiledRule], dict[str, int]]:
         else:
             rules.append(step)
     return rules, markers
+
+
+def _crs_setup(settings: _Settings) -> dict[str, str]:
+    """What crs-setup.conf would set; the CRS's own 901 rules fill in every other default."""
+    level = str(settings.paranoia_level)
+    setup = {
+        "crs_setup_version": "400",
+        "blocking_paranoia_level": level,
+        "detection_paranoia_level": level,
+        "paranoia_level": level,
+        "executing_paranoia_level": level,
+        "inbound_anomaly_score_threshold": str(settings.anomaly_threshold),
+    }
+    setup.update({k.lower(): v for k, v in (settings.tx or {}).items()})
+    return setup
+
+
+def _route_exclusions(exclusions: Sequence[Exclusion]) -> dict[str, Runtime]:
+    """Each route's exclusions, seeded into its requests' Runtime (the rest are compiled in)."""
+    routes: dict[str, Runtime] = {}
+    for exclusion in exclusions:
+        for route in exclusion.routes:
+            runtime = routes.setdefault(route, Runtime())
+            if exclusion.fields:
+                for text in exclusion.fields:
+                    collection, test = parse_field(text)
+                    runtime.targets.append((exclusion.rule_ids, None, collection, test))
+            else:
+                runtime.removed.extend(exclusion.rule_ids)
+    return routes
 
 
 def load_from_policy(attacks: Attacks, base_dir: Path | None = None) -> CrsEngine:

@@ -186,7 +186,7 @@ class Evaluation:
     def link(self, rule: CompiledRule, top: CompiledRule) -> bool:
         """Evaluate one rule of a chain; its non-disruptive actions run per matched value."""
         prefilter = rule.prefilter
-        if prefilter is not None:
+        if prefilter is not None and rule is not top:  # `run` has checked the top rule's
             hits = self.chain_hits.get(prefilter.chain, _UNKNOWN)
             if hits is _UNKNOWN:
                 hits = self.chain_hits[prefilter.chain] = self.chain_pass(prefilter.chain)

@@ -237,6 +237,10 @@ MEMO_ENTRIES = 20_000
 
 _MISSING = ("",)
 
+MACRO_PATTERNS = 256
+
+"""Compiled expansions kept per `@rx %{...}` rule before the cache is emptied."""
+
 
 def _memo(function: Match) -> Match:
     """Header values, cookies and argument names recur across requests; libinjection costs
@@ -290,9 +294,13 @@ def compile_operator(name: str, argument: str, base_dir: Path) -> CompiledOperat
 
             def rx_macro(value: str, expand: Expand) -> Captures | None:
                 pattern = expand(argument)
-                if pattern not in cache:
-                    cache[pattern] = compile_regex(pattern)
-                return cache[pattern].search(value)
+                regex = cache.get(pattern)
+                if regex is None:
+                    # A macro may expand to request data: bound the patterns kept.
+                    if len(cache) >= MACRO_PATTERNS:
+                        cache.clear()
+                    regex = cache[pattern] = compile_regex(pattern)
+                return regex.search(value)
 
             return CompiledOperator(rx_macro, "re2")
         compiled = compile_regex(argument)
