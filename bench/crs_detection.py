@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/crs_detection.py                  # CRS from ../shared/crs-4.28.0
     .venv/bin/python bench/crs_detection.py --misses         # also list what passed / blocked
+    .venv/bin/python bench/crs_detection.py --levels 1 --reference modsecurity
+        # side by side with ModSecurity 2.9.7 on a throwaway Apache (Debian: apt-get install
+        # apache2 libapache2-mod-security2): rates per family and carrier, every disagreement;
+        # with --misses also the requests whose verdicts agree but rule ids or scores differ
 
 The corpus below is written for this file and is not used by the tests (tests/crs has its own
 requests). Each payload travels in several places a client can put it (query string, JSON body,
@@ -13,16 +17,31 @@ fix or a case CRS does not catch at that paranoia level by design.
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import http.client
 import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from string import Template
+from types import TracebackType
 from urllib.parse import quote, urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.validation.crs import CrsEngine, RequestView
+from gateway.validation.crs import CrsEngine, RequestView, Verdict
 
 DEFAULT_RULES = Path(__file__).resolve().parents[2] / "shared" / "crs-4.28.0" / "rules"
 
@@ -324,40 +343,441 @@ def cases() -> Iterator[tuple[str, str, str, RequestView]]:
             yield "benign", carrier, payload, build("comment", payload)
 
 
+# ---------------------------------------------------------------- reference: ModSecurity v2
+
+
+TEMPLATE = Path(__file__).resolve().parent / "modsecurity" / "httpd.conf.in"
+APACHE_MODULES = Path("/usr/lib/apache2/modules")
+REPORTING_RULES = range(980000, 981000)
+"""980170 logs the anomaly summary on every request; not a detection."""
+
+_RULE_ID = re.compile(r'\[line "\d+"\] \[id "(\d+)"\]')
+_UNIQUE_ID = re.compile(r'\[unique_id "([^"]+)"\]')
+_DENIED = re.compile(r"ModSecurity: Access denied with code (\d+)")
+_INBOUND = re.compile(r"Inbound Scores: blocking=(\d+)")
+_VERSION = re.compile(r"ModSecurity for Apache/([\d.]+)")
+
+
+@dataclass(frozen=True, slots=True)
+class RefVerdict:
+    blocked: bool
+    status: int
+    anomaly_score: int | None
+    rule_ids: tuple[int, ...]
+    """Rules that logged a match (reporting rules 980xxx left out), in log order."""
+
+
+@dataclass(slots=True)
+class _LogEntry:
+    rule_ids: list[int]
+    denied: int | None = None
+    score: int | None = None
+
+
+class ModSecurity:
+    """ModSecurity v2 (mod_security2) with CRS on a throwaway Apache bound to 127.0.0.1.
+
+    Its own ServerRoot, config, logs and port in a temp dir; one process (`apache2 -X`), stopped by
+    `close()`, the context manager, atexit, or SIGTERM/SIGHUP turned into SystemExit by `main`.
+    Requests go one per connection; after `close()`, `verdict()` pairs each response (by the
+    X-Unique-ID header) with the error-log lines ModSecurity wrote for it (all phases, 980170 too).
+    """
+
+    def __init__(self, rules: Path, paranoia_level: int, threshold: int = 5, keep: bool = False):
+        self.rules = rules.resolve()
+        self.paranoia_level = paranoia_level
+        self.threshold = threshold
+        self.keep = keep
+        self.version = "?"
+        self.root: Path | None = None
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._lifeline: int | None = None
+        self._entries: dict[str, _LogEntry] = {}
+        self._responses: dict[str, int] = {}
+
+    # -------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> ModSecurity:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self) -> None:
+        apache = shutil.which("apache2") or shutil.which("apache2", path="/usr/sbin:/sbin")
+        if apache is None or not (APACHE_MODULES / "mod_security2.so").exists():
+            raise SystemExit(
+                "--reference modsecurity needs Apache and mod_security2: "
+                "apt-get install apache2 libapache2-mod-security2"
+            )
+        crs_setup = self.rules.parent / "crs-setup.conf.example"
+        if not crs_setup.exists():
+            raise SystemExit(f"{crs_setup} not found (expected next to {self.rules})")
+        atexit.register(self.close)
+        self.root = Path(tempfile.mkdtemp(prefix="crs-modsec-"))
+        self.root.chmod(0o755)  # the child runs as www-data when we are root
+        (self.root / "htdocs").mkdir(mode=0o755)
+        (self.root / "htdocs" / "index.html").write_text("ok\n")
+        (self.root / "tmp").mkdir()
+        (self.root / "tmp").chmod(0o1777)
+        self.port = _free_port()
+        user, group = _apache_user()
+        conf = self.root / "httpd.conf"
+        conf.write_text(
+            Template(TEMPLATE.read_text()).substitute(
+                root=self.root,
+                port=self.port,
+                modules=APACHE_MODULES,
+                user=user,
+                group=group,
+                crs_setup=crs_setup,
+                rules=self.rules,
+                paranoia=self.paranoia_level,
+                threshold=self.threshold,
+            )
+        )
+        check = subprocess.run(
+            [apache, "-t", "-f", str(conf)], capture_output=True, text=True, timeout=120
+        )
+        if check.returncode != 0:
+            raise RuntimeError(
+                f"ModSecurity/Apache rejected the config ({conf}):\n{check.stderr}{check.stdout}"
+            )
+        out = (self.root / "apache.out").open("wb")
+        self._proc = subprocess.Popen(
+            [apache, "-X", "-f", str(conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # our own process group: a Ctrl-C reaches us, we stop it
+        )
+        out.close()
+        self._start_watchdog(self._proc.pid, self.root)
+        deadline = time.monotonic() + 120
+        while True:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"apache2 exited ({self._proc.returncode}):\n{self._log_tail()}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1),
+            ):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"apache2 did not listen on {self.port}:\n{self._log_tail()}")
+            time.sleep(0.1)
+        match = _VERSION.search(self._error_log())
+        self.version = match.group(1) if match else "?"
+
+    def _start_watchdog(self, pid: int, root: Path) -> None:
+        """Stop Apache even if this process dies without cleaning up (SIGKILL, OOM killer).
+
+        The watchdog holds the read end of a pipe whose write end only we hold: EOF without
+        the all-clear byte that `close` writes means we are gone, so it stops Apache's group
+        and removes the temp dir (unless kept).
+        """
+        read_end, self._lifeline = os.pipe()
+        try:
+            self._watchdog = subprocess.Popen(
+                [sys.executable, "-c", _WATCHDOG, str(pid), "" if self.keep else str(root)],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            os.close(read_end)
+
+    def close(self) -> None:
+        """Stop Apache (SIGTERM, then SIGKILL), read its error log, drop the temp dir."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=15)
+        lifeline, self._lifeline = self._lifeline, None
+        if lifeline is not None:
+            with contextlib.suppress(OSError):
+                os.write(lifeline, b"x")  # all clear: Apache is stopped
+            os.close(lifeline)
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            try:
+                watchdog.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                watchdog.kill()
+                watchdog.wait()
+        if self.root is not None:
+            if proc is not None:
+                self._entries = _parse_error_log(self._error_log())
+            if self.keep:
+                print(f"  (ModSecurity config and logs kept in {self.root})")
+            else:
+                shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+        atexit.unregister(self.close)
+
+    # -------------------------------------------------------------- requests
+
+    def send(self, view: RequestView) -> str:
+        """One request exactly as built for the gateway; returns the key for `verdict`."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            conn.putrequest(view.method, view.uri, skip_host=True, skip_accept_encoding=True)
+            for name, value in view.headers:
+                conn.putheader(name, value)
+            conn.endheaders(view.body or None)
+            response = conn.getresponse()
+            response.read()
+        finally:
+            conn.close()
+        key = response.getheader("X-Unique-ID") or f"#{len(self._responses)}"
+        self._responses[key] = response.status
+        return key
+
+    def verdict(self, key: str) -> RefVerdict:
+        status = self._responses[key]
+        entry = self._entries.get(key, _LogEntry([], score=0))  # nothing logged: score 0
+        ids = tuple(i for i in entry.rule_ids if i not in REPORTING_RULES)
+        return RefVerdict(entry.denied is not None, status, entry.score, ids)
+
+    # -------------------------------------------------------------- logs
+
+    def _error_log(self) -> str:
+        assert self.root is not None
+        try:
+            return (self.root / "error.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _log_tail(self) -> str:
+        assert self.root is not None
+        out = self.root / "apache.out"
+        text = self._error_log() + (out.read_text(errors="replace") if out.exists() else "")
+        return "\n".join(text.splitlines()[-30:])
+
+
+_WATCHDOG = """
+import os, shutil, signal, sys, time
+if sys.stdin.buffer.read(1) != b"x":
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(int(sys.argv[1]), sig)
+        except ProcessLookupError:
+            break
+        time.sleep(2)
+    if sys.argv[2]:
+        shutil.rmtree(sys.argv[2], ignore_errors=True)
+"""
+
+
+def _parse_error_log(text: str) -> dict[str, _LogEntry]:
+    entries: dict[str, _LogEntry] = {}
+    for line in text.splitlines():
+        if "ModSecurity:" not in line:
+            continue
+        uid = _UNIQUE_ID.findall(line)
+        if not uid:
+            continue
+        entry = entries.setdefault(uid[-1], _LogEntry([]))
+        rule = _RULE_ID.search(line)
+        if rule:
+            entry.rule_ids.append(int(rule.group(1)))
+        denied = _DENIED.search(line)
+        if denied:
+            entry.denied = int(denied.group(1))
+        score = _INBOUND.search(line)
+        if score:
+            entry.score = int(score.group(1))
+    return entries
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _apache_user() -> tuple[str, str]:
+    """Debian's www-data when it exists (Apache refuses to serve as root), else nobody."""
+    for user, group in (("www-data", "www-data"), ("nobody", "nogroup")):
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(user)
+            return user, group
+    return "nobody", "nogroup"
+
+
+def _stop_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+# ---------------------------------------------------------------- report
+
+
+def _rate(hits: int, total: int) -> str:
+    return f"{hits:3}/{total:<3} {hits / total:6.1%}" if total else "  -"
+
+
+def run_level(
+    engine: CrsEngine,
+    all_cases: list[tuple[str, str, str, RequestView]],
+    level: int,
+    show_misses: bool,
+) -> None:
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    by_carrier: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    misses: list[str] = []
+    for family, carrier, payload, view in all_cases:
+        verdict = engine.evaluate(view)
+        hit = verdict.blocked
+        totals[family][0] += hit
+        totals[family][1] += 1
+        by_carrier[(family, carrier)][0] += hit
+        by_carrier[(family, carrier)][1] += 1
+        if hit == (family == "benign"):
+            misses.append(
+                f"  {family:6} {carrier:10} score {verdict.anomaly_score:3} "
+                f"{list(verdict.rule_ids)[:6]} {payload!r}"
+            )
+    print(f"\nparanoia level {level}")
+    for family, (hits, total) in totals.items():
+        word = "blocked" if family == "benign" else "caught"
+        carriers = "  ".join(f"{c}:{h}/{t}" for (f, c), (h, t) in by_carrier.items() if f == family)
+        print(f"  {family:7} {word} {hits:3}/{total:<3} = {hits / total:6.1%}   ({carriers})")
+    if show_misses:
+        print("  misses (attacks that passed, benign that was blocked):")
+        print("\n".join(misses) or "  none")
+
+
+def run_level_with_reference(
+    engine: CrsEngine,
+    all_cases: list[tuple[str, str, str, RequestView]],
+    level: int,
+    rules: Path,
+    show_misses: bool,
+    keep: bool,
+) -> None:
+    ours: list[Verdict] = []
+    keys: list[str] = []
+    started = time.perf_counter()
+    with ModSecurity(rules, level, engine.threshold, keep=keep) as modsec:
+        for _family, _carrier, _payload, view in all_cases:
+            ours.append(engine.evaluate(view))
+            keys.append(modsec.send(view))
+    theirs = [modsec.verdict(key) for key in keys]
+    elapsed = time.perf_counter() - started
+    odd = sum(ref.blocked != (ref.status == 403) for ref in theirs)
+    if odd:
+        print(f"  warning: {odd} ModSecurity verdicts where the log and HTTP status disagree")
+
+    # (family, carrier) -> [ours, theirs, total]; carrier "all" is the family's total
+    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    disagree: list[str] = []
+    rule_diffs: list[str] = []
+    shared_misses: list[str] = []
+    for (family, carrier, payload, _view), mine, ref in zip(all_cases, ours, theirs, strict=True):
+        for key in ((family, "all"), (family, carrier)):
+            counts[key][0] += mine.blocked
+            counts[key][1] += ref.blocked
+            counts[key][2] += 1
+        our_ids = sorted(set(mine.rule_ids))
+        ref_ids = sorted(set(ref.rule_ids))
+        line = (
+            f"  {family:6} {carrier:10} {payload!r}\n"
+            f"      gateway     {'BLOCK' if mine.blocked else 'pass '} score {mine.anomaly_score:3}"
+            f"  {our_ids}\n"
+            f"      modsecurity {'BLOCK' if ref.blocked else 'pass '} score "
+            f"{'?' if ref.anomaly_score is None else ref.anomaly_score:>3}"
+            f"  {ref_ids}  (HTTP {ref.status})\n"
+            f"      only gateway {sorted(set(our_ids) - set(ref_ids))}"
+            f"  only modsecurity {sorted(set(ref_ids) - set(our_ids))}"
+        )
+        if mine.blocked != ref.blocked:
+            disagree.append(line)
+        elif mine.blocked == (family == "benign"):
+            shared_misses.append(
+                f"  {family:6} {carrier:10} gateway {mine.anomaly_score:3} {our_ids}"
+                f"  modsecurity {ref.anomaly_score} {ref_ids}  {payload!r}"
+            )
+        elif set(our_ids) != set(ref_ids) or mine.anomaly_score != ref.anomaly_score:
+            rule_diffs.append(line)
+
+    print(
+        f"\nparanoia level {level}: gateway vs ModSecurity {modsec.version} (Apache, CRS "
+        f"from {rules}), {len(all_cases)} requests in {elapsed:.1f}s"
+    )
+    print(f"  {'family':16} {'carrier':10} {'gateway':>14}   {'modsecurity':>14}")
+    families = list(dict.fromkeys(family for family, *_ in all_cases))
+    for family in families:
+        word = "blocked" if family == "benign" else "caught"
+        for (f, carrier), (mine_hits, ref_hits, total) in counts.items():
+            if f != family:
+                continue
+            label = f"{family} {word}" if carrier == "all" else ""
+            mark = "" if mine_hits == ref_hits else "   <- differs"
+            print(
+                f"  {label:16} {carrier:10} {_rate(mine_hits, total)}   "
+                f"{_rate(ref_hits, total)}{mark}"
+            )
+    print(f"  verdicts disagree on {len(disagree)} of {len(all_cases)} requests:")
+    print("\n".join(disagree) or "  none")
+    print(
+        f"  same verdict, different rule ids or score: {len(rule_diffs)} requests"
+        + (" (listed with --misses)" if rule_diffs and not show_misses else "")
+    )
+    if show_misses and rule_diffs:
+        print("\n".join(rule_diffs))
+    if show_misses:
+        print("  misses both engines share (attacks that passed, benign that was blocked):")
+        print("\n".join(shared_misses) or "  none")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rules", type=Path, default=DEFAULT_RULES)
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--threshold", type=int, default=5, help="inbound anomaly score threshold (CRS: 5)"
+    )
     parser.add_argument("--misses", action="store_true", help="list missed attacks, blocked benign")
+    parser.add_argument(
+        "--reference",
+        choices=["modsecurity"],
+        help="also run every request through ModSecurity v2 + CRS on a throwaway local Apache",
+    )
+    parser.add_argument(
+        "--keep-reference-logs",
+        action="store_true",
+        help="keep the reference's temp dir (config, error.log) and print where it is",
+    )
     args = parser.parse_args()
     all_cases = list(cases())
+    if args.reference:
+        signal.signal(signal.SIGTERM, _stop_on_signal)
+        signal.signal(signal.SIGHUP, _stop_on_signal)
     for level in args.levels:
-        engine = CrsEngine.load(args.rules, paranoia_level=level, time_budget=30.0)
-        totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        by_carrier: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-        misses: list[str] = []
-        for family, carrier, payload, view in all_cases:
-            verdict = engine.evaluate(view)
-            hit = verdict.blocked
-            totals[family][0] += hit
-            totals[family][1] += 1
-            by_carrier[(family, carrier)][0] += hit
-            by_carrier[(family, carrier)][1] += 1
-            if hit == (family == "benign"):
-                misses.append(
-                    f"  {family:6} {carrier:10} score {verdict.anomaly_score:3} "
-                    f"{list(verdict.rule_ids)[:6]} {payload!r}"
-                )
-        print(f"\nparanoia level {level}")
-        for family, (hits, total) in totals.items():
-            word = "blocked" if family == "benign" else "caught"
-            carriers = "  ".join(
-                f"{c}:{h}/{t}" for (f, c), (h, t) in by_carrier.items() if f == family
+        engine = CrsEngine.load(
+            args.rules, paranoia_level=level, anomaly_threshold=args.threshold, time_budget=30.0
+        )
+        if args.reference:
+            run_level_with_reference(
+                engine, all_cases, level, args.rules, args.misses, args.keep_reference_logs
             )
-            print(f"  {family:7} {word} {hits:3}/{total:<3} = {hits / total:6.1%}   ({carriers})")
-        if args.misses:
-            print("  misses (attacks that passed, benign that was blocked):")
-            print("\n".join(misses) or "  none")
+        else:
+            run_level(engine, all_cases, level, args.misses)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,40 @@ def test_setvar_runs_once_per_matched_value_like_modsecurity() -> None:
     assert engine.evaluate(request("/?a=attack&b=attack")).anomaly_score == 8
 
 
+MULTI_MATCH = """
+SecAction "id:900,phase:1,pass,nolog,setvar:tx.anomaly_score=0"
+SecRule ARGS "@contains ../" \\
+    "id:100,phase:2,pass,t:none,t:urlDecode,t:lowercase{multi},setvar:tx.anomaly_score=+5"
+"""
+
+# (id, query string, score with multiMatch, score without). The engine has URL-decoded the
+# query once already, so %252F reaches the rule as %2F.
+MULTI_MATCH_CASES = [
+    ("raw-only", "q=../etc", 5, 5),
+    ("raw-and-lowercase", "q=../ETC", 10, 5),
+    ("urldecode-and-lowercase", "q=..%252F..%252FETC", 10, 5),
+    ("raw-urldecode-and-lowercase", "q=../..%252FETC", 15, 5),
+    ("only-the-last-stage", "q=..%252f", 5, 5),
+    ("each-value-its-own-stages", "a=../ETC&b=..%252f", 15, 10),
+    ("no-stage-matches", "q=..%255C", 0, 0),
+]
+
+
+@pytest.mark.parametrize(
+    ("query", "with_multi_match", "without"),
+    [c[1:] for c in MULTI_MATCH_CASES],
+    ids=[c[0] for c in MULTI_MATCH_CASES],
+)
+def test_multi_match_scores_every_changed_stage_that_matches(
+    query: str, with_multi_match: int, without: int
+) -> None:
+    """multiMatch runs the actions once per stage that changed the value and matches."""
+    multi = rules(MULTI_MATCH.format(multi=",multiMatch"), anomaly_threshold=100)
+    single = rules(MULTI_MATCH.format(multi=""), anomaly_threshold=100)
+    assert multi.evaluate(request(f"/?{query}")).anomaly_score == with_multi_match
+    assert single.evaluate(request(f"/?{query}")).anomaly_score == without
+
+
 def test_setvar_delete_and_decrement() -> None:
     """!tx.x deletes a variable; =- subtracts."""
     engine = rules(

@@ -56,6 +56,57 @@ def test_transformation(name: str, given: str, expected: str) -> None:
     assert transform(given) == expected
 
 
+# ModSecurity's htmlEntityDecode, not HTML5's: numeric entities and five names, nothing else.
+HTML_ENTITY_CASES = [
+    ("five-names", "&quot;&amp;&lt;&gt;&nbsp;", '"&<>\xa0'),
+    ("names-without-semicolon", "&lt&gt&quot&amp&nbsp", '<>"&\xa0'),
+    ("names-caseless", "&LT;&Gt;&QUOT;&AmP;&NBSP;", '<>"&\xa0'),
+    (
+        "html5-name-kept",
+        "javascript&colon;alert&lpar;1&rpar;",
+        "javascript&colon;alert&lpar;1&rpar;",
+    ),
+    ("html5-tab-newline-kept", "java&Tab;script&NewLine;", "java&Tab;script&NewLine;"),
+    ("legacy-latin1-name-kept", "&eacute;&copy;&copy", "&eacute;&copy;&copy"),
+    ("name-runs-over-alnum", "&ltscript&gt1&gt;1", "&ltscript&gt1>1"),
+    ("decimal", "&#60;&#x3c;&#X3C;", "<<<"),
+    ("numeric-without-semicolon", "&#60&#x3cscript", "<<script"),
+    ("hex-digits-run-greedily", "&#x3cab", "\xab"),
+    ("decimal-stops-at-non-digit", "&#60a;", "<a;"),
+    ("leading-zeros", "&#0000060;&#x000003c;", "<<"),
+    ("low-byte-kept", "&#321;&#x141;&#x263a;", "AA:"),
+    ("overflow-saturates-to-ff", "&#99999999999999999999;&#x10000000000000041;", "\xff\xff"),
+    ("nul", "&#0;", "\x00"),
+    ("only-one-semicolon-eaten", "&lt;;", "<;"),
+    ("no-digits-kept", "&#;&#x;&#xg;&#", "&#;&#x;&#xg;&#"),
+    ("bare-ampersand-kept", "a & b &", "a & b &"),
+    ("double-encoding-once", "&amp;lt;&amp;#60;", "&lt;&#60;"),
+    ("ampersand-before-entity", "&&lt;", "&<"),
+    ("high-bytes-untouched", "\xe9&\xe9;", "\xe9&\xe9;"),
+]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [c[1:] for c in HTML_ENTITY_CASES],
+    ids=[c[0] for c in HTML_ENTITY_CASES],
+)
+def test_html_entity_decode_matches_modsecurity(given: str, expected: str) -> None:
+    """htmlEntityDecode decodes what ModSecurity decodes; every other entity stays as written."""
+    assert TRANSFORMS["htmlentitydecode"](given) == expected
+
+
+def test_html5_only_entity_does_not_reach_the_rule() -> None:
+    """&colon; is not decoded, so a rule looking for 'javascript:' does not match (941170)."""
+    engine = rules(
+        """
+        SecRule ARGS "@contains javascript:" "id:1,phase:2,pass,t:none,t:htmlEntityDecode"
+        """
+    )
+    assert engine.evaluate(request("/?q=javascript%26colon;alert(1)")).rule_ids == ()
+    assert engine.evaluate(request("/?q=javascript%26%2358;alert(1)")).rule_ids == (1,)
+
+
 def test_names_are_case_insensitive_like_modsecurity() -> None:
     """base64decode and base64Decode are the same transformation, as CRS 4 spells both."""
     assert lookup("base64decode") is lookup("base64Decode") is TRANSFORMS["base64decode"]

@@ -215,6 +215,9 @@ class CompiledRule:
     """For substring-like operators: one pass over the joined values rules the rule out."""
     scan_match: Callable[[str], operators.Captures | None] | None = None
     """The search used on joined text when it differs from `match` (a (?m) regex)."""
+    values: tuple[Atom, ...] | None = None
+    """One atom per target (same order), when the rule transforms values of static targets
+    (multiMatch aside): the values are then transformed all at once, as the atom's joined text."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -540,6 +543,15 @@ class Compiler:
                 "(?m)" + operator.set_pattern.decode("latin-1")
             ).search
             scan = self.atoms_of(tuple(specs), chain_id, targets, tuple(functions), stages=True)
+        values = None
+        if (
+            self.use_prefilter
+            and functions
+            and not multi_match
+            and targets
+            and all(spec.name in STATIC_VARIABLES and not spec.count for spec in specs)
+        ):
+            values = self.atoms_of(tuple(specs), chain_id, targets, tuple(functions))
         return CompiledRule(
             id=rule_id,
             phase=phase,
@@ -563,6 +575,7 @@ class Compiler:
             prefilter=prefilter,
             scan=scan,
             scan_match=scan_match,
+            values=values,
         )
 
     def prefilter(self, atoms: tuple[Atom, ...], chain_id: int, pattern: bytes) -> Prefilter:

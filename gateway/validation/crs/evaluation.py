@@ -203,8 +203,16 @@ class Evaluation:
         functions = rule.transforms
         if not rule.targets:
             matches.append(("", "", operators.NO_CAPTURES))
-        for target in rule.targets:
-            for name, value in target.fetch(state):
+        for position, target in enumerate(rule.targets):
+            pairs = target.fetch(state)
+            if not pairs:
+                continue
+            # All the target's values through the chain at once (most chains are exact on
+            # the joined text); one by one only when a value holds a newline.
+            lines = (
+                None if rule.values is None else self.value_lines(rule.values[position], len(pairs))
+            )
+            for index, (name, value) in enumerate(pairs):
                 if excluded and self._excluded(top, name):
                     continue
                 if not functions:
@@ -212,15 +220,18 @@ class Evaluation:
                     if (captures is not None) != negated:
                         matches.append((name, value, captures or operators.NO_CAPTURES))
                     continue
-                if rule.multi_match:
+                if lines is not None:
+                    candidates = [lines[index]]
+                elif rule.multi_match:
                     candidates = _stages(functions, value)
                 else:
                     candidates = [self.transformed(rule.transform_chain, functions, value)]
+                # multiMatch: as ModSecurity, every stage that changed the value and matches is
+                # a match of its own, and runs the actions again (the score counts each one).
                 for candidate in candidates:
                     captures = match(candidate, expand)
                     if (captures is not None) != negated:
                         matches.append((name, candidate, captures or operators.NO_CAPTURES))
-                        break
         if not matches:
             return False
         for name, value, captures in matches:
@@ -346,6 +357,17 @@ class Evaluation:
                 stages.append(after)
             text = after
         return text if stages is None else "\n".join(stages)
+
+    def value_lines(self, atom: Atom, count: int) -> list[str] | None:
+        """The `count` values of the atom's target, each through the whole chain, in order.
+
+        None when a transformed value holds a newline: the joined text no longer tells the
+        values apart, and the caller transforms them one by one.
+        """
+        text = self.joined(atom)
+        if text.count("\n") != count - 1:
+            return None
+        return text.split("\n")
 
     def replay(self, atom: Atom, position: int) -> list[str]:
         """Each value through the chain's first `position` transformations."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import html
 import re
 import string
 from collections.abc import Callable
@@ -62,16 +61,28 @@ def utf8_to_unicode(value: str) -> str:
     return "".join(out)
 
 
+# ModSecurity's decoder (v2 msc_util.c html_entities_decode_inplace, libmodsecurity3 the same):
+# numeric entities, and only five names; the semicolon is optional, the names are caseless.
+_HTML_ENTITY = re.compile(r"&(?:#[xX]([0-9a-fA-F]+)|#([0-9]+)|([a-zA-Z0-9]+));?")
+_HTML_NAMES = {"quot": '"', "amp": "&", "lt": "<", "gt": ">", "nbsp": "\xa0"}
+_LONG_MAX = 2**63 - 1
+
+
+def _html_replace(match: re.Match[str]) -> str:
+    hex_digits, decimal, name = match.groups()
+    if name is not None:
+        # Any other name (&colon;, &Tab;, ...) stays as written: HTML5 knows them, ModSecurity not.
+        return _HTML_NAMES.get(name.lower(), match.group())
+    code = int(hex_digits, 16) if hex_digits is not None else int(decimal)
+    # (unsigned char)strtol(...): the low byte, and strtol saturates at LONG_MAX on overflow.
+    return chr(0xFF if code > _LONG_MAX else code & 0xFF)
+
+
 def html_entity_decode(value: str) -> str:
+    """&#NNN; &#xHH; (low byte) and &quot; &amp; &lt; &gt; &nbsp;, each with or without ';'."""
     if "&" not in value:
         return value
-    decoded = html.unescape(value)
-    # Entities may decode beyond one byte; keep the byte view by re-encoding those as UTF-8.
-    return (
-        decoded.encode("utf-8", "surrogatepass").decode("latin-1")
-        if any(ord(c) > 0xFF for c in decoded)
-        else decoded
-    )
+    return _HTML_ENTITY.sub(_html_replace, value)
 
 
 _JS_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|[0-7]{1,3}|.)", re.S)
