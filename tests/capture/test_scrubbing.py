@@ -78,10 +78,10 @@ def test_every_sentry_denylist_name_is_scrubbed_as_a_field() -> None:
 
 
 def test_copy_of_the_denylist_matches_the_sdk() -> None:
-    """Our copy of the denylist is the one the installed sentry-sdk uses."""
-    from sentry_sdk.scrubber import DEFAULT_DENYLIST
-
-    assert set(DEFAULT_DENYLIST) <= set(SENTRY_DENYLIST)
+    """Our copy of the denylist holds every name the installed sentry-sdk 2.x scrubs."""
+    # sentry-sdk 3 dropped its EventScrubber and this list with it: nothing left to compare.
+    scrubber = pytest.importorskip("sentry_sdk.scrubber", reason="sentry-sdk 3 has no scrubber")
+    assert set(scrubber.DEFAULT_DENYLIST) <= set(SENTRY_DENYLIST)
 
 
 def test_query_values_of_denied_names_and_patterns_are_scrubbed() -> None:
