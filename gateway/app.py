@@ -1,6 +1,8 @@
-"""Builds the proxy app: the request pipeline, written once, in order."""
+"""Builds the proxy's request pipeline, written once, in order, and its lifecycle app."""
 
 from __future__ import annotations
+
+import functools
 
 from aiohttp import web
 
@@ -11,6 +13,7 @@ from gateway.middleware.request_id import add_request_id_header, request_id
 from gateway.middleware.route import route
 from gateway.middleware.validation import validation
 from gateway.ratelimit.lifecycle import adaptive_sampler
+from gateway.server.connection import Handler, PrepareHook
 from gateway.state import STATE, GatewayState
 from gateway.upstream.proxy import proxy
 
@@ -22,27 +25,27 @@ PIPELINE = [
     ratelimit,  # identity -> limiter -> pass or 429, before the body is read
     validation,  # limits -> bounded body read -> schema -> sanitize; 405/413/414/415/431/400
 ]
-"""The middleware chain; the handler behind it is the upstream step."""
+"""The steps, each `step(request, handler)`; the handler behind the last is the upstream step."""
+
+PREPARE_HOOKS: tuple[PrepareHook, ...] = (
+    add_request_id_header,  # every answer, streamed or not, carries the request id
+    add_rate_limit_headers,  # the limiter's verdict, on allowed and refused answers alike
+)
+"""Run on each answer's headers just before its head is written."""
+
+
+def build_handler() -> Handler:
+    """The pipeline as one callable: PIPELINE[0](request, handler=PIPELINE[1](...)...proxy)."""
+    handler: Handler = proxy
+    for step in reversed(PIPELINE):
+        handler = functools.partial(step, handler=handler)
+    return handler
 
 
 def build_proxy_app(state: GatewayState) -> web.Application:
-    limits = state.current.policy.limits
-    app = web.Application(
-        middlewares=PIPELINE,
-        handler_args={
-            # Bodies travel as they came: a gzip upload reaches the upstream still gzipped.
-            "auto_decompress": False,
-            "max_line_size": limits.max_header_line,
-            "max_field_size": limits.max_header_size,
-            # aiohttp's keep-alive timer also runs from a connection's opening until its first
-            # request head is whole: the one bound on a client that drips its headers.
-            "keepalive_timeout": limits.header_timeout,
-        },
-    )
+    """The proxy port's lifecycle: what its requests share opens and closes with it."""
+    app = web.Application()
     app[STATE] = state
-    app.on_response_prepare.append(add_request_id_header)
-    app.on_response_prepare.append(add_rate_limit_headers)
     app.cleanup_ctx.append(adaptive_sampler)  # CPU samples for adaptive rate limits
-    app.router.add_route("*", "/{tail:.*}", proxy)
     app.cleanup_ctx.append(capture_context)  # error capture: queue, sinks, alert ticker
     return app

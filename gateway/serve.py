@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 
 from gateway.admin.app import build_admin_app
-from gateway.app import build_proxy_app
+from gateway.app import PREPARE_HOOKS, build_handler, build_proxy_app
 from gateway.demo import build_demo_app
 from gateway.health.app import build_health_app
 from gateway.observability.logs import configure_logging, get_logger
@@ -21,9 +21,9 @@ from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.metrics_app import build_metrics_app
 from gateway.policy.loader import load_policy
 from gateway.ratelimit.lifecycle import close_limit_store, open_limit_store
+from gateway.server.listener import ProxyServer
 from gateway.state import GatewayState
 from gateway.upstream.clients import open_upstream_client
-from gateway.upstream.listener import ProxyRunner
 
 log = get_logger("gateway.serve")
 
@@ -44,6 +44,7 @@ class Gateway:
     addresses: dict[str, str] = field(default_factory=dict)
     _runners: dict[str, web.AppRunner] = field(default_factory=dict)
     _demo: web.AppRunner | None = None
+    _proxy: ProxyServer | None = None
     _watcher: asyncio.Task[None] | None = None
     worker: int | None = None
     """This process's index among `workers: N` (gateway/workers.py); None when it serves alone."""
@@ -72,26 +73,30 @@ class Gateway:
             default_upstream_url=default_upstream,
         )
         open_limit_store(self.state)
-        apps = {"proxy": build_proxy_app(self.state)}
+        # The proxy port's app only carries the lifecycle of what its requests share; its
+        # connections are served by our own HTTP server (gateway/server).
+        proxy_app = build_proxy_app(self.state)
+        lifecycle = web.AppRunner(proxy_app, handle_signals=False)
+        await lifecycle.setup()
+        self._runners["proxy"] = lifecycle
+        self._proxy = ProxyServer(proxy_app, build_handler(), PREPARE_HOOKS)
+        host, port = split_host_port(policy.listen.proxy)
+        if self.proxy_port is not None:  # the port the workers share
+            port = self.proxy_port
+        self.addresses["proxy"] = await self._proxy.start(
+            host, port, reuse_port=self.proxy_port is not None
+        )
+        apps = {}
         if not self.worker:  # alone, or worker 0: the other ports exist once per gateway
             apps["health"] = build_health_app(self.state)
             apps["metrics"] = build_metrics_app(self.state)
             apps["admin"] = build_admin_app(self.state)
         for name, app in apps.items():
-            # Our own access log replaces aiohttp's; the grace period bounds in-flight requests.
-            # The proxy's runner answers requests aiohttp's parser refuses as problem+json too.
-            runner_type = ProxyRunner if name == "proxy" else web.AppRunner
-            runner = runner_type(app, access_log=None, shutdown_timeout=policy.shutdown.grace)
+            # Our own access log replaces aiohttp's.
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=policy.shutdown.grace)
             await runner.setup()
             host, port = split_host_port(getattr(policy.listen, name))
-            shared = name == "proxy" and self.proxy_port is not None
-            site = web.TCPSite(
-                runner,
-                host,
-                self.proxy_port if shared else port,
-                reuse_address=True,
-                reuse_port=shared or None,
-            )
+            site = web.TCPSite(runner, host, port, reuse_address=True)
             await site.start()
             self._runners[name] = runner
             self.addresses[name] = _bound(site)
@@ -120,6 +125,8 @@ class Gateway:
         if self._watcher is not None:
             self._watcher.cancel()
         # The proxy first: it waits (up to the grace period) for requests in flight.
+        if self._proxy is not None:
+            await self._proxy.stop(shutdown.grace)
         for name in ("proxy", "admin", "metrics", "health"):
             runner = self._runners.pop(name, None)
             if runner is not None:

@@ -3,11 +3,10 @@ its verdict (403 in block mode; log, count and capture in detect mode)."""
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from gateway.errors import AttackDetected
 from gateway.observability.logs import get_logger
 from gateway.runtime import RouteRuntime
+from gateway.server.request import ProxyRequest
 from gateway.state import BODY, CLIENT_IP, STATE, UNENFORCED
 from gateway.validation.attacks import AttackDetector
 from gateway.validation.body import read_bounded
@@ -17,7 +16,7 @@ log = get_logger("gateway.attacks")
 
 
 async def scan_for_attacks(
-    request: web.Request, route: RouteRuntime, detector: AttackDetector
+    request: ProxyRequest, route: RouteRuntime, detector: AttackDetector
 ) -> None:
     body = request.get(BODY)
     if body is None and request.body_exists:

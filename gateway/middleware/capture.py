@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from gateway.capture.events import ErrorEvent, build_event, exception_info
 from gateway.capture.reasons import UPSTREAM_5XX
@@ -21,6 +20,8 @@ from gateway.errors import InternalError, Rejection
 from gateway.observability.logs import get_logger
 from gateway.problem import problem_response
 from gateway.runtime import RouteRuntime
+from gateway.server.connection import Answer, Handler
+from gateway.server.request import ProxyRequest
 from gateway.state import (
     BODY,
     BREAKER_STATE,
@@ -36,8 +37,7 @@ from gateway.state import (
 log = get_logger("gateway.capture")
 
 
-@web.middleware
-async def capture(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def capture(request: ProxyRequest, handler: Handler) -> Answer:
     started = time.perf_counter()
     state = request.app[STATE]
     service = state.capture
@@ -97,7 +97,7 @@ async def capture(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def _submit(
-    request: web.Request,
+    request: ProxyRequest,
     service: CaptureService,
     reason: str,
     status: int,
@@ -116,7 +116,7 @@ def _submit(
 
 
 def _event(
-    request: web.Request,
+    request: ProxyRequest,
     service: CaptureService,
     reason: str,
     status: int,

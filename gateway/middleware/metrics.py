@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from gateway.observability.logs import access_wanted, get_logger
+from gateway.server.connection import Answer, Handler
+from gateway.server.request import ProxyRequest
 from gateway.state import BYTES_IN, BYTES_OUT, ROUTE, STATE, UPSTREAM_SECONDS
 
 access_log = get_logger("gateway.access")
@@ -16,8 +17,7 @@ CLIENT_CLOSED = 499
 """Status recorded when the client went away before the answer (nginx's convention)."""
 
 
-@web.middleware
-async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def metrics(request: ProxyRequest, handler: Handler) -> Answer:
     state = request.app[STATE]
     families = state.metrics
     families.in_flight.inc()

@@ -6,17 +6,16 @@ import os
 import re
 
 import structlog
-from aiohttp import web
-from aiohttp.typedefs import Handler
 
+from gateway.server.connection import Answer, Handler
+from gateway.server.request import ProxyRequest
 from gateway.state import REQUEST_ID
 
 # Ids travel into logs and upstream headers: accept only short, printable, header-safe ones.
 _WELL_FORMED = re.compile(r"^[A-Za-z0-9._:+=/-]{1,128}$")
 
 
-@web.middleware
-async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def request_id(request: ProxyRequest, handler: Handler) -> Answer:
     offered = request.headers.get("X-Request-ID")
     # 128 random bits as 32 hex digits, as uuid4().hex, without building a UUID object.
     rid = offered if offered and _WELL_FORMED.match(offered) else os.urandom(16).hex()
@@ -26,8 +25,8 @@ async def request_id(request: web.Request, handler: Handler) -> web.StreamRespon
     return await handler(request)
 
 
-async def add_request_id_header(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """on_response_prepare hook: every response, streamed or not, carries the request id."""
+def add_request_id_header(request: ProxyRequest, response: Answer) -> None:
+    """Prepare hook: every response, streamed or not, carries the request id."""
     rid = request.get(REQUEST_ID)
     if rid is not None:
         response.headers["X-Request-ID"] = rid

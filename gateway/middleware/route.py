@@ -3,18 +3,18 @@ that is not HTTP/1.0 or 1.1 with 400, before any route sees it)."""
 
 from __future__ import annotations
 
-from aiohttp import HttpVersion10, HttpVersion11, web
-from aiohttp.typedefs import Handler
+from aiohttp import HttpVersion10, HttpVersion11
 
 from gateway.errors import BadRequest, NoRouteMatched
+from gateway.server.connection import Answer, Handler
+from gateway.server.request import ProxyRequest
 from gateway.state import CLIENT_IP, ROUTE, STATE
 from gateway.upstream.headers import client_address
 
 _HTTP_1 = (HttpVersion10, HttpVersion11)
 
 
-@web.middleware
-async def route(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def route(request: ProxyRequest, handler: Handler) -> Answer:
     if request.version not in _HTTP_1:
         # llhttp takes HTTP/0.9 lines (no version: "GET /x\r\nX: y HTTP/1.1" then reads as
         # headers) and a textual HTTP/2.0; neither is a request we forward as HTTP/1.1.
@@ -24,7 +24,10 @@ async def route(request: web.Request, handler: Handler) -> web.StreamResponse:
     if matched is None:
         raise NoRouteMatched(f"No route of the policy matches {request.method} {request.path}")
     request[ROUTE] = matched
-    request[CLIENT_IP] = client_address(
-        request.remote, request.headers.get("X-Forwarded-For"), compiled.trusted_proxies
-    )
+    trusted = compiled.trusted_proxies
+    address, peer_trusted = request.connection.peer_facts(trusted)
+    forwarded_for = request.headers.get("X-Forwarded-For")
+    if forwarded_for and peer_trusted:  # only a trusted proxy's X-Forwarded-For is believed
+        address = client_address(request.remote, forwarded_for, trusted)
+    request[CLIENT_IP] = address
     return await handler(request)

@@ -4,12 +4,13 @@ the body checks and the sanitizer; the rewritten body goes to the proxy through 
 from __future__ import annotations
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from gateway.errors import ContentLengthMismatch, Rejection
 from gateway.middleware.attacks import scan_for_attacks
 from gateway.observability.logs import get_logger
 from gateway.observability.metrics import GatewayMetrics
+from gateway.server.connection import Answer, Handler
+from gateway.server.request import ProxyRequest
 from gateway.state import BODY, ROUTE, STATE
 from gateway.validation.body import read_bounded, too_large
 from gateway.validation.limits import MediaType, RequestHead
@@ -21,8 +22,7 @@ VALIDATED = web.RequestKey("validated_body", BodyOutcome)
 """The decoded body (JSON document or form fields) for the steps after this one."""
 
 
-@web.middleware
-async def validation(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def validation(request: ProxyRequest, handler: Handler) -> Answer:
     route = request[ROUTE]
     validator = route.validator
     if validator is None:
@@ -55,7 +55,7 @@ async def validation(request: web.Request, handler: Handler) -> web.StreamRespon
     return await handler(request)
 
 
-def request_head(request: web.Request) -> RequestHead:
+def request_head(request: ProxyRequest) -> RequestHead:
     raw_target = request.raw_path
     return RequestHead(
         method=request.method,
@@ -71,7 +71,7 @@ def request_head(request: web.Request) -> RequestHead:
     )
 
 
-async def _validate(request: web.Request, validator: Validator, metrics: GatewayMetrics) -> None:
+async def _validate(request: ProxyRequest, validator: Validator, metrics: GatewayMetrics) -> None:
     head = request_head(request)
     validator.check_head(head)
     if "query" in validator.schemas:

@@ -13,7 +13,6 @@ import asyncio
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 
-from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.errors import (
@@ -28,6 +27,7 @@ from gateway.observability.metrics import GatewayMetrics
 from gateway.resilience.compile import RouteResilience
 from gateway.resilience.retry import RetryPolicy
 from gateway.runtime import RouteRuntime
+from gateway.server.request import ProxyRequest
 from gateway.state import BODY, BYTES_IN, RETRIES, STATE
 from gateway.upstream.client import UpstreamResponse
 
@@ -37,7 +37,7 @@ Body = bytes | AsyncIterable[bytes] | None
 
 
 async def send_upstream(
-    request: web.Request,
+    request: ProxyRequest,
     route: RouteRuntime,
     url: str,
     headers: CIMultiDict[str],
@@ -75,7 +75,7 @@ async def send_upstream(
 
 
 async def _tries(
-    request: web.Request,
+    request: ProxyRequest,
     route: RouteRuntime,
     res: RouteResilience,
     metrics: GatewayMetrics,
@@ -215,7 +215,7 @@ def _open_error(res: RouteResilience, retry_after: float) -> Rejection:
     )
 
 
-async def _buffer(request: web.Request, headers: CIMultiDict[str], limit: int) -> bytes | None:
+async def _buffer(request: ProxyRequest, headers: CIMultiDict[str], limit: int) -> bytes | None:
     """Read a small sized body whole so that a retry can send it again; None if it is not."""
     length = request.content_length
     if length is None or length > limit or "Transfer-Encoding" in request.headers:

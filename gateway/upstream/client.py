@@ -133,10 +133,5 @@ class AiohttpUpstreamClient:
             raise UpstreamConnectError("The upstream could not be reached") from exc
         return _AiohttpResponse(response)
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """The underlying session, for WebSocket upgrades."""
-        return self._session
-
     async def close(self) -> None:
         await self._session.close()

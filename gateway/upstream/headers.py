@@ -113,8 +113,9 @@ def add_forwarded(
         headers["X-Forwarded-Host"] = host
 
 
-def is_trusted_peer(peer: str | None, trusted: tuple[IPNetwork, ...]) -> bool:
-    if not trusted:  # the common sidecar case: skip parsing the address
-        return False
-    ip = _parse_ip(peer) if peer else None
-    return ip is not None and _is_trusted(ip, trusted)
+def peer_facts(peer: str | None, trusted: tuple[IPNetwork, ...]) -> tuple[str, bool]:
+    """The peer's address as `client_address` names it, and whether it is a trusted proxy."""
+    peer_ip = _parse_ip(peer) if peer else None
+    if peer_ip is None:
+        return peer or "unknown", False
+    return str(peer_ip), _is_trusted(peer_ip, trusted)

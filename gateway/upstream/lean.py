@@ -18,7 +18,6 @@ from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import cast
 
-import aiohttp
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -327,7 +326,6 @@ class LeanUpstreamClient:
         self._idle: dict[str, list[_Connection]] = {}
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._origins: dict[str, _Origin] = {}
-        self._session: aiohttp.ClientSession | None = None
 
     async def send(
         self,
@@ -497,25 +495,11 @@ class LeanUpstreamClient:
                 waiter.set_result(None)
                 return
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """An aiohttp session for WebSocket upgrades, opened on first use."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=False,
-                trust_env=False,
-                timeout=aiohttp.ClientTimeout(total=None),
-            )
-        return self._session
-
     async def close(self) -> None:
         for idle in self._idle.values():
             for conn in list(idle):
                 conn.abort()
         self._idle.clear()
-        if self._session is not None:
-            await self._session.close()
 
 
 def _head(

@@ -5,19 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import aiohttp
-from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
-from yarl import URL
 
 from gateway.errors import BadRequest, UpstreamConnectError, UpstreamTimeout
 from gateway.observability.logs import get_logger
 from gateway.resilience.call import send_upstream
 from gateway.runtime import RouteRuntime
+from gateway.server.connection import Answer, StreamedAnswer
+from gateway.server.request import ProxyRequest
 from gateway.state import BODY, BYTES_IN, BYTES_OUT, REQUEST_ID, ROUTE, STATE, UPSTREAM_SECONDS
 from gateway.upstream.client import CHUNK_SIZE, UpstreamResponse
-from gateway.upstream.headers import add_forwarded, end_to_end, is_trusted_peer
+from gateway.upstream.headers import add_forwarded, end_to_end
 from gateway.upstream.websocket import is_websocket_upgrade, proxy_websocket
 
 log = get_logger("gateway.upstream")
@@ -26,7 +25,7 @@ log = get_logger("gateway.upstream")
 _NO_BODY = frozenset({204, 304})
 
 
-async def proxy(request: web.Request) -> web.StreamResponse:
+async def proxy(request: ProxyRequest) -> Answer:
     state = request.app[STATE]
     route = request[ROUTE]
     headers = upstream_headers(request, route)
@@ -36,9 +35,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         target = request.rel_url.raw_path_qs
     url = route.upstream.base_url + target
     if is_websocket_upgrade(request):
-        return await proxy_websocket(
-            request, URL(url, encoded=True), headers, route.upstream.timeouts
-        )
+        return await proxy_websocket(request, url, headers, route.upstream.timeouts)
 
     body: bytes | AsyncIterator[bytes] | None
     buffered = request.get(BODY)
@@ -63,7 +60,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         upstream.release()
 
 
-def upstream_headers(request: web.Request, route: RouteRuntime) -> CIMultiDict[str]:
+def upstream_headers(request: ProxyRequest, route: RouteRuntime) -> CIMultiDict[str]:
     compiled = request.app[STATE].current
     headers = end_to_end(request.headers, downstream=False)
     add_forwarded(
@@ -71,14 +68,14 @@ def upstream_headers(request: web.Request, route: RouteRuntime) -> CIMultiDict[s
         peer=request.remote,
         scheme=request.scheme,
         host=request.headers.get("Host"),
-        peer_trusted=is_trusted_peer(request.remote, compiled.trusted_proxies),
+        peer_trusted=request.connection.peer_facts(compiled.trusted_proxies)[1],
     )
     headers["X-Request-ID"] = request[REQUEST_ID]
     headers["Host"] = request.host if route.upstream.preserve_host else route.upstream.host
     return headers
 
 
-async def _counted_body(request: web.Request) -> AsyncIterator[bytes]:
+async def _counted_body(request: ProxyRequest) -> AsyncIterator[bytes]:
     request[BYTES_IN] = 0
     try:
         async for chunk in request.content.iter_chunked(CHUNK_SIZE):
@@ -88,41 +85,36 @@ async def _counted_body(request: web.Request) -> AsyncIterator[bytes]:
         raise BadRequest("The request body's framing is not valid HTTP/1.1") from exc
 
 
-async def _stream_back(request: web.Request, up: UpstreamResponse) -> web.StreamResponse:
-    response = web.StreamResponse(
-        status=up.status, reason=up.reason, headers=end_to_end(up.headers, downstream=True)
-    )
+async def _stream_back(request: ProxyRequest, up: UpstreamResponse) -> StreamedAnswer:
+    answer = StreamedAnswer(up.status, up.reason, end_to_end(up.headers, downstream=True))
     length = up.headers.get("Content-Length")
     has_body = request.method != "HEAD" and up.status not in _NO_BODY
+    size = None
     if length is not None and length.isdigit():
         if has_body:
-            response.content_length = int(length)
+            size = int(length)
         elif up.status != 204:  # a 204 never carries Content-Length (RFC 9110 §8.6)
             # HEAD and 304 answers announce the length of the body they do not carry.
-            response.headers["Content-Length"] = length
-    request[BYTES_OUT] = 0
-    try:
-        await response.prepare(request)
-    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-        # Gone before the headers (a pipelining client that hung up): not a gateway failure.
-        log.info("client_went_away", bytes_sent=0)
-        return response
+            answer.headers["Content-Length"] = length
+    connection = request.connection
+    connection.start_answer(request, answer, size)
+    sent = 0
     if has_body:
         try:
             async for chunk in up.body():
-                request[BYTES_OUT] += len(chunk)
-                await response.write(chunk)
+                sent += len(chunk)
+                await connection.write(chunk)
         except (UpstreamConnectError, UpstreamTimeout) as exc:
-            # Headers are gone already: the only honest answer left is a broken connection,
-            # which tells the client the body is incomplete.
-            log.warning(
-                "upstream_broke_mid_response", reason=exc.reason, bytes_sent=request[BYTES_OUT]
-            )
-            if request.transport is not None:
-                request.transport.abort()
-            return response
-        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-            log.info("client_went_away", bytes_sent=request[BYTES_OUT])
-            return response
-    await response.write_eof()
-    return response
+            # The head may be gone already: the only honest answer left is a broken
+            # connection, which tells the client the body is incomplete.
+            log.warning("upstream_broke_mid_response", reason=exc.reason, bytes_sent=sent)
+            request[BYTES_OUT] = sent
+            connection.abort()
+            return answer
+        except ConnectionResetError:
+            log.info("client_went_away", bytes_sent=sent)
+            request[BYTES_OUT] = sent
+            return answer
+    request[BYTES_OUT] = sent
+    connection.end_body()
+    return answer

@@ -1,32 +1,27 @@
-"""WebSocket upgrades: open the upstream socket first, then accept the client's, then pump."""
+"""WebSocket upgrades: ask the upstream first, pass its 101 back, then tunnel bytes both ways.
+
+As nginx and Envoy do, the gateway does not speak WebSocket itself: once the upstream has
+switched protocols, frames (pings and closes included) travel untouched in both directions
+until either side closes.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
+from urllib.parse import urlsplit
 
-import aiohttp
-from aiohttp import WSMsgType, web
+import httptools
 from multidict import CIMultiDict
-from yarl import URL
 
 from gateway.errors import UpstreamConnectError, UpstreamTimeout
-from gateway.state import STATE
-from gateway.upstream.client import AiohttpUpstreamClient, Timeouts
-from gateway.upstream.lean import LeanUpstreamClient
-
-# Headers the WebSocket handshake computes itself on each side.
-_HANDSHAKE = frozenset(
-    {
-        "sec-websocket-key",
-        "sec-websocket-version",
-        "sec-websocket-accept",
-        "sec-websocket-extensions",
-        "sec-websocket-protocol",
-    }
-)
+from gateway.server.connection import HttpConnection, StreamedAnswer
+from gateway.server.request import ProxyRequest
+from gateway.upstream.client import CHUNK_SIZE, Timeouts
 
 
-def is_websocket_upgrade(request: web.Request) -> bool:
+def is_websocket_upgrade(request: ProxyRequest) -> bool:
     return (
         request.method == "GET"
         and request.headers.get("Upgrade", "").lower() == "websocket"
@@ -34,60 +29,97 @@ def is_websocket_upgrade(request: web.Request) -> bool:
     )
 
 
+class _Head:
+    """llhttp callbacks collecting the upstream's answer to the upgrade request."""
+
+    def __init__(self) -> None:
+        self.headers: CIMultiDict[str] = CIMultiDict()
+        self.reason = ""
+        self.done = False
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason.decode("latin-1")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.add(name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+
+    def on_headers_complete(self) -> None:
+        self.done = True
+
+
 async def proxy_websocket(
-    request: web.Request, url: URL, headers: CIMultiDict[str], timeouts: Timeouts
-) -> web.StreamResponse:
-    client = request.app[STATE].upstream
-    if not isinstance(client, AiohttpUpstreamClient | LeanUpstreamClient):
-        raise UpstreamConnectError("WebSocket upgrades need an upstream client with a session")
-    offered = [
-        p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
-    ]
-    for name in list(headers):
-        if name.lower() in _HANDSHAKE:
-            del headers[name]
-    ws_url = url.with_scheme("wss" if url.scheme == "https" else "ws")
+    request: ProxyRequest, url: str, headers: CIMultiDict[str], timeouts: Timeouts
+) -> StreamedAnswer:
+    parts = urlsplit(url)
+    secure = parts.scheme == "https"
+    context = ssl.create_default_context() if secure else None
     try:
-        upstream = await client.session.ws_connect(
-            ws_url,
-            headers=headers,
-            protocols=offered,
-            autoping=True,
-            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=timeouts.read),
-        )
-    except aiohttp.WSServerHandshakeError as exc:
-        raise UpstreamConnectError(
-            f"The upstream refused the WebSocket upgrade ({exc.status})"
-        ) from exc
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise UpstreamTimeout("The upstream did not answer the WebSocket upgrade in time") from exc
-    except aiohttp.ClientError as exc:
+        async with asyncio.timeout(timeouts.connect):
+            reader, writer = await asyncio.open_connection(
+                parts.hostname, parts.port or (443 if secure else 80), ssl=context
+            )
+    except TimeoutError as exc:
+        raise UpstreamTimeout("The upstream did not accept a connection in time") from exc
+    except OSError as exc:
         raise UpstreamConnectError("The upstream could not be reached") from exc
-
-    downstream = web.WebSocketResponse(
-        protocols=[upstream.protocol] if upstream.protocol else (), autoping=True
-    )
     try:
-        await downstream.prepare(request)
-        await asyncio.gather(_pump(downstream, upstream), _pump(upstream, downstream))
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        lines = [f"GET {target} HTTP/1.1", "Connection: Upgrade", "Upgrade: websocket"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape"))
+        head, early = await _read_head(reader, timeouts.read)
+        if head.status != 101:
+            raise UpstreamConnectError(
+                f"The upstream refused the WebSocket upgrade ({head.status})"
+            )
+        answer = StreamedAnswer(101, head.callbacks.reason or None, head.callbacks.headers)
+        connection = request.connection
+        connection.switch_protocols(request, answer, early)
+        connection.tunnel_to(writer.write)
+        pump = asyncio.ensure_future(_pump(reader, connection))
+        try:
+            await asyncio.wait((pump, connection.lost), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            pump.cancel()
+        return answer
     finally:
-        await upstream.close()
-        await downstream.close()
-    return downstream
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
 
 
-async def _pump(
-    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-) -> None:
-    async for message in source:
-        if sink.closed:
-            break
-        if message.type == WSMsgType.TEXT:
-            await sink.send_str(message.data)
-        elif message.type == WSMsgType.BINARY:
-            await sink.send_bytes(message.data)
-        elif message.type == WSMsgType.ERROR:
-            break
-    if not sink.closed:
-        await sink.close(code=source.close_code or aiohttp.WSCloseCode.OK)
+class _Parsed:
+    def __init__(self, status: int, callbacks: _Head) -> None:
+        self.status = status
+        self.callbacks = callbacks
+
+
+async def _read_head(reader: asyncio.StreamReader, read_timeout: float) -> tuple[_Parsed, bytes]:
+    """The upstream's answer head, and the bytes that came after it (its first frames)."""
+    callbacks = _Head()
+    parser = httptools.HttpResponseParser(callbacks)
+    try:
+        async with asyncio.timeout(read_timeout):
+            while True:
+                data = await reader.read(CHUNK_SIZE)
+                if not data:
+                    raise UpstreamConnectError("The upstream closed the WebSocket upgrade")
+                try:
+                    parser.feed_data(data)
+                except httptools.HttpParserUpgrade as upgrade:
+                    return _Parsed(parser.get_status_code(), callbacks), data[upgrade.args[0] :]
+                if callbacks.done:
+                    return _Parsed(parser.get_status_code(), callbacks), b""
+    except TimeoutError as exc:
+        raise UpstreamTimeout("The upstream did not answer the WebSocket upgrade in time") from exc
+    except httptools.HttpParserError as exc:
+        raise UpstreamConnectError("The upstream's answer is not valid HTTP/1.1") from exc
+
+
+async def _pump(reader: asyncio.StreamReader, connection: HttpConnection) -> None:
+    """Upstream to client, until the upstream closes (the client side closes after it)."""
+    with contextlib.suppress(ConnectionResetError):
+        while data := await reader.read(CHUNK_SIZE):
+            await connection.write(data)

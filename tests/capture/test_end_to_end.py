@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 
 import aiohttp
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from gateway.capture.service import CaptureService
 from gateway.middleware.capture import capture
 from gateway.observability.logs import configure_logging
+from gateway.server.connection import Answer
+from gateway.server.listener import ProxyServer
+from gateway.server.request import ProxyRequest
 from gateway.state import STATE
 from tests.capture.conftest import Receiver, SentryIngest, SmtpServer, wait_for
 from tests.conftest import GatewayFactory, RunningGateway, free_port
@@ -178,22 +181,21 @@ async def test_gateway_exception_becomes_a_500_problem_and_an_event_with_its_sta
     configure_logging(stream=log_stream)
     assert gw.gateway.state is not None
 
-    async def broken(request: web.Request) -> web.Response:
+    async def broken(request: ProxyRequest) -> Answer:
         raise RuntimeError(f"lookup failed for password={MARK}pw")
 
-    app = web.Application(middlewares=[capture])
+    app = web.Application()
     app[STATE] = gw.gateway.state
-    app.router.add_get("/boom", broken)
-    server = TestServer(app)
-    await server.start_server()
+    server = ProxyServer(app, functools.partial(capture, handler=broken), ())
+    address = await server.start("127.0.0.1", 0)
     try:
-        async with client.get(server.make_url("/boom")) as response:
+        async with client.get(f"http://{address}/boom") as response:
             assert response.status == 500
             body = await response.json(content_type=None)
             assert body["reason"] == "gateway_exception"
         await _service(gw).flush()
     finally:
-        await server.close()
+        await server.stop(grace=1)
     (event,) = [e for b in receiver.bodies for e in b["events"]]
     assert event["exception"]["type"] == "RuntimeError"
     assert "in broken" in event["exception"]["stack"]

@@ -1,0 +1,529 @@
+"""One client connection: llhttp parses requests, the pipeline answers them one at a time, in order.
+
+Pipelined requests queue behind the one being answered; a request head that llhttp refuses
+becomes a problem+json answer in its place in that queue, and the connection closes after it.
+A connection waiting for a request head (the first, or the next after an answer) is closed after
+`limits.header_timeout`, which is what cuts clients that drip their headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import TYPE_CHECKING, cast
+
+import httptools
+from aiohttp import HttpVersion, HttpVersion10, HttpVersion11, web
+from aiohttp.http_exceptions import TransferEncodingError
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from gateway.errors import BadRequest, HeaderFieldsTooLarge, Rejection
+from gateway.server.body import RequestBody, truncated
+from gateway.server.request import ProxyRequest
+from gateway.upstream.headers import IPNetwork, peer_facts
+
+if TYPE_CHECKING:
+    from gateway.server.listener import ProxyServer
+
+MAX_HEADERS = 128
+"""Header fields a request may carry (aiohttp's and Node's default); more is a 431."""
+LINGER = 10.0
+"""Seconds an unread body is still read and discarded after the answer (aiohttp's lingering)."""
+_NO_BODY = frozenset({204, 304})
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_VERSIONS = {"1.1": HttpVersion11, "1.0": HttpVersion10}
+
+
+class StreamedAnswer:
+    """The head of an answer whose body the proxy streams (`HttpConnection.write`)."""
+
+    __slots__ = ("headers", "reason", "status")
+
+    def __init__(self, status: int, reason: str | None, headers: CIMultiDict[str]) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+
+
+Answer = web.Response | StreamedAnswer
+PrepareHook = Callable[[ProxyRequest, Answer], None]
+Handler = Callable[[ProxyRequest], Awaitable[Answer]]
+
+
+class _DateHeader:
+    """The Date header value, formatted once a second rather than once a response."""
+
+    def __init__(self) -> None:
+        self._second = 0
+        self._value = ""
+
+    def now(self, loop_time: float) -> str:
+        second = int(loop_time)
+        if second != self._second:
+            self._second = second
+            self._value = formatdate(time.time(), usegmt=True)
+        return self._value
+
+
+DATE = _DateHeader()
+
+
+class HttpConnection(asyncio.Protocol):
+    def __init__(self, server: ProxyServer) -> None:
+        self.server = server
+        self.loop = server.loop
+        limits = server.limits()
+        self._max_line = limits.max_header_line
+        self._max_field = limits.max_header_size
+        self._header_timeout = limits.header_timeout
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self.local_host = ""
+        self._parser = httptools.HttpRequestParser(self)
+        self._url: list[bytes] = []
+        self._url_size = 0
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: RequestBody | None = None  # the body the parser is feeding
+        self._queue: deque[ProxyRequest | Rejection] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._paused_writing = False
+        self._drain: asyncio.Future[None] | None = None
+        self._paused_reading = False
+        self._parsing = True  # false after a parse error or an upgrade: bytes are not HTTP now
+        self._tunnel: Callable[[bytes], None] | None = None
+        self._tunnel_backlog: list[bytes] = []
+        self._upgraded = False
+        self._lingering = False
+        self._unread = False  # the last answered request left part of its body unread
+        self._serving: ProxyRequest | None = None
+        self._head: bytes | None = None  # an answer head held to travel with its first body bytes
+        self._chunked = False
+        self._closing = False  # answer what is in flight, then close
+        self.lost: asyncio.Future[None] = self.loop.create_future()
+        self._peer_facts: tuple[tuple[IPNetwork, ...], str, bool] | None = None
+
+    def peer_facts(self, trusted: tuple[IPNetwork, ...]) -> tuple[str, bool]:
+        """The peer's address and whether `trusted` holds it: the same for every request of
+        the connection, so worked out once (again only after a reload changed the networks)."""
+        cached = self._peer_facts
+        if cached is None or cached[0] is not trusted:
+            cached = self._peer_facts = (trusted, *peer_facts(self.peer, trusted))
+        return cached[1], cached[2]
+
+    # -- transport events ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if isinstance(peer, tuple) else ""
+        local = transport.get_extra_info("sockname")
+        self.local_host = f"{local[0]}:{local[1]}" if isinstance(local, tuple) else ""
+        self.server.connections.add(self)
+        self._arm_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._tunnel is not None:
+            self._tunnel(data)
+            return
+        if not self._parsing:
+            if self._upgraded and not self._lingering:
+                self._tunnel_backlog.append(data)  # frames sent before the upstream's 101
+            return  # lingering, or after a parse error: discarded
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._parsing = False
+            self._upgraded = True
+            rest = data[exc.args[0] :]
+            if rest:
+                self._tunnel_backlog.append(rest)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self._refuse(cause if isinstance(cause, Rejection) else _not_http())
+        except httptools.HttpParserError:
+            self._refuse(_not_http())
+
+    def eof_received(self) -> bool | None:
+        self._closing = True  # no request can follow
+        if self._body is not None:  # the client stopped sending before its body's end
+            self._body.fail(truncated())
+            self._body = None
+        if self._lingering or (self._serving is None and not self._queue):
+            return None  # nothing to answer: let the transport close
+        return True  # a half-closed client may still read the answer to what it sent
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self._parsing = False
+        self._cancel_timer()
+        self.server.forget(self)
+        if self._body is not None:
+            self._body.fail(truncated())
+            self._body = None
+        for item in self._queue:
+            if isinstance(item, ProxyRequest):
+                item.content.fail(truncated())
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_exception(ConnectionResetError("The client closed the connection"))
+        if not self.lost.done():
+            self.lost.set_result(None)
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        drain = self._drain
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    # -- flow control asked for by request bodies ------------------------------------------
+
+    def pause_reading(self) -> None:
+        if not self._paused_reading and self.transport is not None:
+            self._paused_reading = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._paused_reading and self.transport is not None:
+            self._paused_reading = False
+            self.transport.resume_reading()
+
+    def send_continue(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(_CONTINUE)
+
+    # -- llhttp callbacks ------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url.clear()
+        self._url_size = 0
+        self._headers = []
+
+    def on_url(self, part: bytes) -> None:
+        self._url_size += len(part)
+        if self._url_size > self._max_line:
+            raise HeaderFieldsTooLarge(
+                f"A header field or the request line is longer than {self._max_line} bytes"
+            )
+        self._url.append(part)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self._headers) >= MAX_HEADERS:
+            raise HeaderFieldsTooLarge("The request has more header fields than the parser allows")
+        if len(name) + len(value) + 2 > self._max_field:
+            raise HeaderFieldsTooLarge(
+                f"A header field or the request line is longer than {self._max_field} bytes"
+            )
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._cancel_timer()
+        parser = self._parser
+        version_text = parser.get_http_version()
+        version = _VERSIONS.get(version_text)
+        if version is None:
+            major, _, minor = version_text.partition(".")
+            version = HttpVersion(int(major or 0), int(minor or 0))
+        try:
+            target = b"".join(self._url).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("The request target is not valid UTF-8") from None
+        raw_headers = tuple(self._headers)
+        headers = CIMultiDict(
+            (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+            for name, value in raw_headers
+        )
+        hosts = headers.getall("Host", ())
+        if len(hosts) > 1 or (not hosts and version == HttpVersion11):
+            raise BadRequest("A request needs exactly one Host header")
+        length_text = headers.get("Content-Length")
+        length = int(length_text) if length_text is not None else None
+        body = RequestBody(self)
+        has_body = bool(length) or "Transfer-Encoding" in headers
+        if has_body:
+            self._body = body
+            if version == HttpVersion11 and "100-continue" in headers.get("Expect", "").lower():
+                body.expects_continue = True
+        else:
+            body.finish()
+        request = ProxyRequest(
+            self,
+            self.server.app,
+            parser.get_method().decode("ascii"),
+            target,
+            version,
+            CIMultiDictProxy(headers),
+            raw_headers,
+            body,
+            length,
+            has_body,
+            parser.should_keep_alive(),
+        )
+        self._queue.append(request)
+        self._wake()
+
+    def on_body(self, data: bytes) -> None:
+        if self._body is not None:
+            self._body.feed(data)
+
+    def on_message_complete(self) -> None:
+        if self._body is not None:
+            self._body.finish()
+            self._body = None
+
+    # -- answering -------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        if self._task is None and self._queue and self.transport is not None:
+            self._task = self.loop.create_task(self._serve())
+            return
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    def _refuse(self, error: Rejection) -> None:
+        """The parser gave up: answer in place of the request it was reading, or fail the body
+        of the one being answered (whose upstream may have begun receiving it)."""
+        self._parsing = False
+        body, self._body = self._body, None
+        if body is not None:
+            queued = self._queue[-1] if self._queue else None
+            if not (isinstance(queued, ProxyRequest) and queued.content is body):
+                body.fail(truncated_framing())  # the client's fault: a 400 from that request
+                self._closing = True
+                return
+            self._queue.pop()  # not started: nothing of it reached the upstream
+        self._queue.append(error)
+        self._wake()
+
+    async def _serve(self) -> None:
+        """Answer the queued requests in order, for as long as the connection lives."""
+        while self.transport is not None:
+            if not self._queue:
+                if self._closing or not self._parsing:
+                    break
+                self._wakeup = self.loop.create_future()
+                await self._wakeup
+                self._wakeup = None
+                continue
+            item = self._queue.popleft()
+            if isinstance(item, Rejection):
+                self.server.refused_unparsed(self, item)
+                break
+            keep_alive = await self._answer(item)
+            if not keep_alive:
+                self._unread = not item.content.is_eof()
+                break
+            if not self._queue:
+                self._arm_timer()
+        if self._unread and self.transport is not None:
+            self._linger()
+        else:
+            self._close()
+
+    def _linger(self) -> None:
+        """Close after an answer given before the body was read, as nginx's lingering_close:
+        send FIN, then read and discard what the client still sends, for LINGER seconds at most,
+        so that the client reads the answer instead of a connection reset."""
+        transport = self.transport
+        assert transport is not None
+        self._lingering = True
+        self._parsing = False
+        self._body = None
+        self.resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._cancel_timer()
+        self._timer = self.loop.call_later(LINGER, self._close)
+
+    async def _answer(self, request: ProxyRequest) -> bool:
+        """Run the pipeline for one request; whether the connection may carry another."""
+        self._serving = request
+        self._head = None
+        try:
+            answer = await self.server.handler(request)
+            if isinstance(answer, web.Response):
+                await self.send_response(request, answer)
+            if self._head is not None:  # a streamed head nobody wrote a body after
+                self.end_body()
+        except Exception:
+            self.server.log_unexpected(request)
+            return False
+        finally:
+            self._serving = None
+        if not request.keep_alive or self._closing or self.transport is None:
+            return False
+        if not request.content.is_eof():
+            # The pipeline answered without reading the whole body: the rest of it cannot be
+            # told apart from a next request unless llhttp reads it through; stop here instead.
+            return False
+        return self._parsing
+
+    def keeps_alive(self, request: ProxyRequest) -> bool:
+        return (
+            request.keep_alive
+            and not self._closing
+            and self._parsing
+            and not self.server.closing
+            and request.content.is_eof()
+        )
+
+    def start_answer(self, request: ProxyRequest, answer: Answer, length: int | None) -> None:
+        """Write (or hold, to travel with the body) the head of `answer` to `request`.
+
+        `length` is the body's size when known; None streams it chunked (HTTP/1.1) or until
+        the connection closes (HTTP/1.0). HEAD and 204/304 answers never carry a body.
+        """
+        for hook in self.server.prepare_hooks:
+            hook(request, answer)
+        status = answer.status
+        headers = answer.headers
+        keep_alive = self.keeps_alive(request)
+        bodiless = request.method == "HEAD" or status in _NO_BODY or status < 200
+        self._chunked = False
+        lines = [f"HTTP/1.1 {status} {answer.reason or _reason(status)}\r\n"]
+        if not bodiless:
+            if length is not None:
+                lines.append(f"Content-Length: {length}\r\n")
+            elif request.version == HttpVersion11:
+                self._chunked = True
+                lines.append("Transfer-Encoding: chunked\r\n")
+            else:
+                keep_alive = False  # an HTTP/1.0 body of unknown length ends with the connection
+        if not keep_alive:
+            lines.append("Connection: close\r\n")
+            self._closing = True
+        elif request.version == HttpVersion10:
+            lines.append("Connection: keep-alive\r\n")
+        if "Date" not in headers:
+            lines.append(f"Date: {DATE.now(self.loop.time())}\r\n")
+        for name, value in headers.items():
+            lines.append(f"{name}: {value}\r\n")
+        lines.append("\r\n")
+        self._head = "".join(lines).encode("utf-8", "surrogateescape")
+
+    async def write(self, data: bytes) -> None:
+        """A piece of the streamed body; waits while the client reads slower than we send."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("The client closed the connection")
+        if self._chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        head = self._head
+        if head is not None:
+            self._head = None
+            data = head + data
+        transport.write(data)
+        if self._paused_writing:
+            self._drain = self.loop.create_future()
+            try:
+                await self._drain
+            finally:
+                self._drain = None
+
+    def end_body(self) -> None:
+        transport = self.transport
+        data = self._head or b""
+        self._head = None
+        if self._chunked:
+            data += b"0\r\n\r\n"
+            self._chunked = False
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    async def send_response(self, request: ProxyRequest, response: web.Response) -> None:
+        """A whole answer the pipeline built itself (a problem, a 429...)."""
+        body = response.body
+        payload = body if isinstance(body, bytes) else b""
+        if response.keep_alive is False:  # force_close()
+            self._closing = True
+        self.start_answer(request, response, len(payload))
+        if payload and request.method != "HEAD":
+            await self.write(payload)
+        self.end_body()
+
+    # -- upgrades --------------------------------------------------------------------------
+
+    def switch_protocols(self, request: ProxyRequest, answer: StreamedAnswer, early: bytes) -> None:
+        """Write the upstream's 101 as it came (its Connection and Upgrade included)."""
+        for hook in self.server.prepare_hooks:
+            hook(request, answer)
+        lines = [f"HTTP/1.1 101 {answer.reason or 'Switching Protocols'}\r\n"]
+        lines += [f"{name}: {value}\r\n" for name, value in answer.headers.items()]
+        lines.append("\r\n")
+        self._head = None
+        self._chunked = False
+        if self.transport is not None:
+            self.transport.write("".join(lines).encode("utf-8", "surrogateescape") + early)
+
+    def tunnel_to(self, sink: Callable[[bytes], None]) -> None:
+        """From now on every byte the client sends goes to `sink` (an upgraded connection)."""
+        self._tunnel = sink
+        self._closing = True
+        backlog, self._tunnel_backlog = self._tunnel_backlog, []
+        for data in backlog:
+            sink(data)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        return self._serving is None and not self._queue
+
+    def close_when_idle(self) -> None:
+        """Shutdown: close now if nothing is being answered, else after the current answer."""
+        self._closing = True
+        if self.idle:
+            self._close()
+
+    def _close(self) -> None:
+        self._cancel_timer()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _arm_timer(self) -> None:
+        self._cancel_timer()
+        self._timer = self.loop.call_later(self._header_timeout, self._header_timed_out)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _header_timed_out(self) -> None:
+        self._timer = None
+        if self.idle:
+            self._close()
+
+
+def _not_http() -> BadRequest:
+    return BadRequest("The request is not valid HTTP/1.1")
+
+
+def truncated_framing() -> TransferEncodingError:
+    return TransferEncodingError("The request body's chunked framing is broken")
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""

@@ -1,0 +1,124 @@
+"""The request the pipeline sees: the head as parsed, the body as a stream, and a small store.
+
+It offers the part of aiohttp's `web.Request` the pipeline reads (method, path, headers,
+content, `request[KEY]`...), computed once at parse time or lazily when rarely needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from aiohttp import HttpVersion, web
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from gateway.server.body import RequestBody
+
+if TYPE_CHECKING:
+    from gateway.server.connection import HttpConnection
+
+T = TypeVar("T")
+
+
+class ProxyRequest:
+    __slots__ = (
+        "_store",
+        "_url",
+        "app",
+        "body_exists",
+        "connection",
+        "content",
+        "content_length",
+        "headers",
+        "keep_alive",
+        "method",
+        "path",
+        "raw_headers",
+        "raw_path",
+        "remote",
+        "version",
+    )
+    scheme = "http"
+
+    def __init__(
+        self,
+        connection: HttpConnection,
+        app: web.Application,
+        method: str,
+        raw_path: str,
+        version: HttpVersion,
+        headers: CIMultiDictProxy[str],
+        raw_headers: tuple[tuple[bytes, bytes], ...],
+        content: RequestBody,
+        content_length: int | None,
+        body_exists: bool,
+        keep_alive: bool,
+    ) -> None:
+        self.connection = connection
+        self.app = app
+        self.method = method
+        self.raw_path = raw_path
+        self.version = version
+        self.headers = headers
+        self.raw_headers = raw_headers
+        self.content = content
+        self.content_length = content_length
+        self.body_exists = body_exists
+        self.keep_alive = keep_alive
+        self.remote = connection.peer
+        self._store: dict[Any, Any] = {}
+        self._url: URL | None = None
+        path = raw_path.partition("?")[0]
+        if "%" in path or not path.startswith("/"):
+            path = self.rel_url.path  # decoded, as aiohttp's request.path is
+        self.path = path
+
+    @overload
+    def __getitem__(self, key: web.RequestKey[T]) -> T: ...
+    @overload
+    def __getitem__(self, key: str) -> Any: ...
+    def __getitem__(self, key: Any) -> Any:
+        return self._store[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._store[key] = value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._store
+
+    @overload
+    def get(self, key: web.RequestKey[T], default: None = None) -> T | None: ...
+    @overload
+    def get(self, key: web.RequestKey[T], default: T) -> T: ...
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._store.get(key, default)
+
+    @property
+    def rel_url(self) -> URL:
+        if self._url is None:
+            target = self.raw_path
+            if not target.startswith("/"):  # absolute-form: keep the path and query only
+                absolute = URL(target, encoded=True)
+                self._url = URL.build(
+                    path=absolute.raw_path, query_string=absolute.raw_query_string, encoded=True
+                )
+            else:
+                path, _, query = target.partition("?")
+                self._url = URL.build(path=path, query_string=query, encoded=True)
+        return self._url
+
+    @property
+    def query_string(self) -> str:
+        return self.rel_url.query_string
+
+    @property
+    def host(self) -> str:
+        return self.headers.get("Host") or self.connection.local_host
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self.connection.transport
+
+    async def read(self) -> bytes:
+        return await self.content.read()
