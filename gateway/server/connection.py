@@ -393,10 +393,13 @@ class HttpConnection(asyncio.Protocol):
         status = answer.status
         headers = answer.headers
         keep_alive = self.keeps_alive(request)
-        bodiless = request.method == "HEAD" or status in _NO_BODY or status < 200
+        no_body = status in _NO_BODY or status < 200
         self._chunked = False
         lines = [f"HTTP/1.1 {status} {answer.reason or _reason(status)}\r\n"]
-        if not bodiless:
+        if request.method == "HEAD":
+            if length is not None and not no_body:  # the length a GET would have had
+                lines.append(f"Content-Length: {length}\r\n")
+        elif not no_body:
             if length is not None:
                 lines.append(f"Content-Length: {length}\r\n")
             elif request.version == HttpVersion11:
