@@ -139,6 +139,8 @@ class HttpConnection(asyncio.Protocol):
         if not self._parsing:
             if self._upgraded and not self._lingering:
                 self._tunnel_backlog.append(data)  # frames sent before the upstream's 101
+                if len(self._tunnel_backlog) > 16:  # a client that will not wait for the 101
+                    self.pause_reading()
             return  # lingering, or after a parse error: discarded
         try:
             self._parser.feed_data(data)
@@ -478,6 +480,7 @@ class HttpConnection(asyncio.Protocol):
         self._tunnel = sink
         self._closing = True
         backlog, self._tunnel_backlog = self._tunnel_backlog, []
+        self.resume_reading()  # paused while the backlog waited; the sink may pause it again
         for data in backlog:
             sink(data)
 

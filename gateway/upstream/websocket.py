@@ -16,6 +16,7 @@ import httptools
 from multidict import CIMultiDict
 
 from gateway.errors import UpstreamConnectError, UpstreamTimeout
+from gateway.server.body import HIGH_WATER
 from gateway.server.connection import HttpConnection, StreamedAnswer
 from gateway.server.request import ProxyRequest
 from gateway.upstream.client import CHUNK_SIZE, Timeouts
@@ -77,7 +78,7 @@ async def proxy_websocket(
         answer = StreamedAnswer(101, head.callbacks.reason or None, head.callbacks.headers)
         connection = request.connection
         connection.switch_protocols(request, answer, early)
-        connection.tunnel_to(writer.write)
+        connection.tunnel_to(_Forward(writer, connection))
         pump = asyncio.ensure_future(_pump(reader, connection))
         try:
             await asyncio.wait((pump, connection.lost), return_when=asyncio.FIRST_COMPLETED)
@@ -116,6 +117,28 @@ async def _read_head(reader: asyncio.StreamReader, read_timeout: float) -> tuple
         raise UpstreamTimeout("The upstream did not answer the WebSocket upgrade in time") from exc
     except httptools.HttpParserError as exc:
         raise UpstreamConnectError("The upstream's answer is not valid HTTP/1.1") from exc
+
+
+class _Forward:
+    """Client to upstream; stops reading the client while the upstream's buffer is full."""
+
+    def __init__(self, writer: asyncio.StreamWriter, connection: HttpConnection) -> None:
+        self.writer = writer
+        self.connection = connection
+        self.draining: asyncio.Task[None] | None = None
+
+    def __call__(self, data: bytes) -> None:
+        self.writer.write(data)
+        full = self.writer.transport.get_write_buffer_size() > HIGH_WATER
+        if full and self.draining is None:
+            self.connection.pause_reading()
+            self.draining = asyncio.ensure_future(self._resume_when_drained())
+
+    async def _resume_when_drained(self) -> None:
+        with contextlib.suppress(ConnectionError):
+            await self.writer.drain()
+        self.draining = None
+        self.connection.resume_reading()
 
 
 async def _pump(reader: asyncio.StreamReader, connection: HttpConnection) -> None:
