@@ -1,61 +1,97 @@
 """Rate limiting: identity -> limiter -> pass, or RateLimited(retry_after), before the body is read.
 
-Decision headers reach every response, streamed ones included, through an on_response_prepare
-hook that reads the verdict this step left on the request.
+Decision headers reach every response, streamed ones included, through a prepare hook
+(gateway/app.py PREPARE_HOOKS) that reads the verdict this step left on the request.
 """
 
 from __future__ import annotations
 
 from time import perf_counter
+from typing import get_args
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from gateway.errors import RateLimited, StoreUnavailable
 from gateway.observability.logs import get_logger
-from gateway.ratelimit.headers import rate_limit_headers, whole_seconds
+from gateway.observability.metrics import GatewayMetrics
+from gateway.ratelimit.headers import whole_seconds, write_rate_limit_headers
 from gateway.ratelimit.identity import RequestFacts
-from gateway.ratelimit.limiter import RouteLimiter, Verdict
+from gateway.ratelimit.limiter import Outcome, RouteLimiter, Verdict
+from gateway.server.connection import Answer, Handler
+from gateway.server.request import ProxyRequest
 from gateway.state import CLIENT_IP, ROUTE, STATE
+from gateway.stores import LimitStore, MemoryStore
 
 log = get_logger("gateway.ratelimit")
 
 VERDICT = web.RequestKey("ratelimit_verdict", Verdict)
 
 
-@web.middleware
-async def ratelimit(request: web.Request, handler: Handler) -> web.StreamResponse:
+class Meters:
+    """A limiter's metric children, bound at its first request rather than looked up on each:
+    per rule (in the limiter's order) one counter per outcome, and the store's timer."""
+
+    __slots__ = ("decisions", "duration", "local", "metrics", "store")
+
+    def __init__(
+        self, metrics: GatewayMetrics, route: str, limiter: RouteLimiter, store: LimitStore
+    ) -> None:
+        self.metrics = metrics
+        self.store = store
+        family = metrics.ratelimit_decisions
+        self.decisions = tuple(
+            {outcome: family.labels(route, rule.name, outcome) for outcome in OUTCOMES}
+            for rule in limiter.rules
+        )
+        self.duration = metrics.ratelimit_store_duration.labels(store.kind)
+        # An in-process store answers at once: the limiter is called, not awaited (a queueing
+        # rule must wait for slots, so it takes the awaited path).
+        self.local = store if isinstance(store, MemoryStore) and not limiter.queues else None
+
+
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
+_new = tuple.__new__
+
+
+async def ratelimit(request: ProxyRequest, handler: Handler) -> Answer:
     route = request[ROUTE]
     limiter = route.limiter
     if limiter is None:
         return await handler(request)
     state = request.app[STATE]
-    facts = RequestFacts(
-        route.name, request[CLIENT_IP], request.method, request.path, request.headers
-    )
-    metrics = state.metrics
     store = state.limit_store
+    meters = limiter.meters
+    if meters is None or meters.store is not store or meters.metrics is not state.metrics:
+        meters = limiter.meters = Meters(state.metrics, route.name, limiter, store)
+    client_ip = request[CLIENT_IP]
+    # tuple.__new__: the NamedTuple's own constructor is a Python-level call (limiter.py).
+    facts = _new(
+        RequestFacts, (route.name, client_ip, request.method, request.path, request.headers)
+    )
     started = perf_counter()
-    try:
-        verdict = await limiter.check(store, facts)
-    except StoreUnavailable:  # on_error: closed
-        for rule in limiter.rules:
-            metrics.ratelimit_decisions.labels(route.name, rule.name, "store_error").inc()
-        raise
-    finally:
-        elapsed = perf_counter() - started
-        metrics.child(metrics.ratelimit_store_duration, store.kind).observe(elapsed)
+    if meters.local is not None:
+        verdict = limiter.decide_now(meters.local, facts)
+    else:
+        try:
+            verdict = await limiter.check(store, facts)
+        except StoreUnavailable:  # on_error: closed
+            meters.duration.observe(perf_counter() - started)
+            for counters in meters.decisions:
+                counters["store_error"].inc()
+            raise
+    meters.duration.observe(perf_counter() - started)
     request[VERDICT] = verdict
-    decisions = metrics.ratelimit_decisions
-    for result in verdict.results:
-        outcome = result.outcome
-        metrics.child(decisions, route.name, result.rule.name, outcome).inc()
-        if outcome == "allowed":
-            continue
-        if outcome == "shadow_limited":
-            log.info("ratelimit_shadow_limited", route=route.name, rule=result.rule.name)
-        elif outcome == "store_error":
-            log.warning("ratelimit_store_error", route=route.name, rule=result.rule.name)
+    results = verdict.results
+    if len(results) == 1 and results[0].outcome == "allowed":  # the common case, in short
+        meters.decisions[0]["allowed"].inc()
+    else:
+        for counters, result in zip(meters.decisions, results, strict=True):
+            outcome = result.outcome
+            counters[outcome].inc()
+            if outcome == "shadow_limited":
+                log.info("ratelimit_shadow_limited", route=route.name, rule=result.rule.name)
+            elif outcome == "store_error":
+                log.warning("ratelimit_store_error", route=route.name, rule=result.rule.name)
     if not limiter.holds_slots:
         if verdict.denied is not None:
             _raise_if_denied(verdict)
@@ -86,13 +122,11 @@ def _raise_if_denied(verdict: Verdict) -> None:
     )
 
 
-async def add_rate_limit_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """on_response_prepare hook: the verdict's headers on allowed and refused responses alike."""
+def add_rate_limit_headers(request: ProxyRequest, response: Answer) -> None:
+    """Prepare hook: the verdict's headers on allowed and refused responses alike."""
     verdict = request.get(VERDICT)
     if verdict is None:
         return
     limiter: RouteLimiter | None = request[ROUTE].limiter
     if limiter is not None:
-        headers = response.headers
-        for name, value in rate_limit_headers(limiter, verdict):
-            headers[name] = value
+        write_rate_limit_headers(limiter, verdict, response.headers)

@@ -16,6 +16,9 @@ ANONYMOUS = "(anonymous)"
 # that are not UTF-8 arrive as lone surrogates, which no store can encode: digested too.
 _PLAIN = re.compile(r"^[^|{}\s\ud800-\udfff]{1,64}$")
 
+KNOWN_KEYS = 4096
+"""How many single-part keys a rule remembers (their text is the same each time)."""
+
 Part = Callable[[RequestFacts], str | None]
 KeyFunction = Callable[[RequestFacts], str]
 
@@ -72,5 +75,18 @@ def compile_key(
     head = rule_prefix(namespace)
     if len(parts) == 1:
         only = parts[0]
-        return lambda facts: head + _safe(only(facts)) + "}"
+        # The same few clients come again and again: their keys are remembered, up to a bound
+        # (a flood of new clients empties the memory rather than growing it).
+        known: dict[str | None, str] = {}
+
+        def single(facts: RequestFacts) -> str:
+            value = only(facts)
+            key = known.get(value)
+            if key is None:
+                if len(known) >= KNOWN_KEYS:
+                    known.clear()
+                key = known[value] = head + _safe(value) + "}"
+            return key
+
+        return single
     return lambda facts: head + "|".join([_safe(part(facts)) for part in parts]) + "}"

@@ -1,5 +1,8 @@
 """The small interface every rate-limit store offers: two atomic decisions, a reset, a close.
 
+An in-process store also offers the two decisions as plain calls (LocalStore): the limiter's
+fast path takes them without a coroutine per level.
+
 Both decisions are check-and-take in one step: a request over the limit takes nothing. A cost
 of 0 reads without writing (the admin port's usage view). Times are the caller's clock, so the
 same strategy code gives the same answers on every store.
@@ -56,3 +59,20 @@ class LimitStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class LocalStore(Protocol):
+    """The decisions of LimitStore, answered at once (an in-process store)."""
+
+    def window(
+        self,
+        key: str,
+        previous_key: str,
+        weight: float,
+        limit: float,
+        cost: int,
+        ttl: float,
+        now: float,
+    ) -> WindowCount: ...
+
+    def tat(self, key: str, increment: float, capacity: float, now: float) -> ArrivalTime: ...

@@ -87,7 +87,7 @@ class FailoverStore:
         ttl: float,
         now: float,
     ) -> WindowCount:
-        if self._try_primary():
+        if self.mode == "primary" or self._try_primary():
             try:
                 result = await self.primary.acquire_window(
                     key, previous_key, weight, limit, cost, ttl, now
@@ -95,7 +95,8 @@ class FailoverStore:
             except StoreUnavailable as exc:
                 self._failed(exc)
             else:
-                self._answered()
+                if self.mode != "primary":
+                    self._answered()
                 return result
         if self.on_error != "local":
             raise self._unavailable()
@@ -106,13 +107,14 @@ class FailoverStore:
     async def acquire_tat(
         self, key: str, increment: float, capacity: float, now: float
     ) -> ArrivalTime:
-        if self._try_primary():
+        if self.mode == "primary" or self._try_primary():
             try:
                 result = await self.primary.acquire_tat(key, increment, capacity, now)
             except StoreUnavailable as exc:
                 self._failed(exc)
             else:
-                self._answered()
+                if self.mode != "primary":
+                    self._answered()
                 return result
         if self.on_error != "local":
             raise self._unavailable()

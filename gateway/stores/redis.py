@@ -1,25 +1,33 @@
-"""The Redis store: each decision is one EVALSHA of a script registered once per client.
+"""The Redis store: each decision is one EVALSHA of a script, loaded again on NOSCRIPT.
 
-redis-py's registered scripts load themselves again on NOSCRIPT (after SCRIPT FLUSH, a restart
-or a failover), so no decision ever needs a second round trip in steady state. Every Redis or
-socket error is mapped here, once, to StoreUnavailable.
+A script is named by its text's SHA-1, so after SCRIPT FLUSH, a restart or a failover the one
+NOSCRIPT decision loads it and goes again; in steady state no decision needs a second round
+trip. Decisions travel pipelined on one connection that redis-py opens (see _Pipeline). Every
+Redis or socket error is mapped here, once, to StoreUnavailable.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
+from collections import deque
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, ReadOnlyError, RedisError, ResponseError
 
 from gateway.errors import StoreUnavailable
 from gateway.stores.base import ArrivalTime, WindowCount
+
+# A NamedTuple's own constructor is a Python-level call; tuple.__new__ builds the same object
+# at a third of the cost, on a path taken by every request.
+_new = tuple.__new__
 
 # KEYS: current window, previous window. ARGV: weight, limit, cost, ttl in ms.
 WINDOW_SCRIPT = """
@@ -84,95 +92,200 @@ def connect(url: str, timeout: float) -> tuple[Any, list[Any]]:
         hosts, _, rest = url.removeprefix("redis+sentinel://").partition("/")
         service, _, db = rest.partition("/")
         sentinels = [(h.rpartition(":")[0], int(h.rpartition(":")[2])) for h in hosts.split(",")]
-        sentinel = Sentinel(sentinels, **options)  # type: ignore[no-untyped-call]  # untyped in redis-py
+        sentinel = Sentinel(sentinels, **options)
         master = sentinel.master_for(service or "mymaster", db=int(db or 0), **options)
         return master, list(sentinel.sentinels)
     return aioredis.Redis.from_url(url, **options), []
 
 
-class _Batcher:
-    """Decisions started in the same event-loop turn go to Redis as one pipeline.
+def _error(text: str) -> ResponseError:
+    """redis-py's class for an error reply, as its own parser would pick it."""
+    if text.startswith("NOSCRIPT"):
+        return NoScriptError(text)
+    if text.startswith("READONLY"):
+        return ReadOnlyError(text)
+    return ResponseError(text)
 
-    Each one is still its own atomic script; batching only shares the round trip and the
-    client's per-call overhead, which dominate the cost of a decision under concurrency.
+
+class _Link(asyncio.Protocol):
+    """One connection, pipelined: commands go out in order and each reply settles the oldest
+    waiting future, in data_received, without a coroutine per reply.
+
+    The commands of one event-loop turn leave in one write. One timer per connection, not one
+    per command, fails everything waiting once the oldest command is `timeout` late (a late
+    reply would desynchronise the rest, so the connection is dropped with them).
     """
 
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self._pending: list[tuple[Any, list[str], list[Any], asyncio.Future[Any]]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+    def __init__(self, transport: asyncio.Transport, timeout: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.transport = transport
+        # redis-py's stream protocol still hears of the end, so its disconnect() completes.
+        self._stream = transport.get_protocol()
+        self.open = not transport.is_closing()
+        self._timeout = timeout
+        self._waiting: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        self._outgoing: list[bytes] = []
+        self._reader = hiredis.Reader()
+        self._timer: asyncio.TimerHandle | None = None
 
-    def call(self, script: Any, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        pending = self._pending
-        pending.append((script, keys, args, future))
-        if len(pending) == 1:
-            # The task's first step runs at the next loop turn: it takes every call made
-            # until then.
-            task = loop.create_task(self._send())
-            self._tasks.add(task)  # held until done, so it cannot be collected mid-flight
-            task.add_done_callback(self._tasks.discard)
+    def send(self, command: bytes, *, first: bool = False) -> asyncio.Future[Any]:
+        """Queue a command for the end of this loop turn, or, `first`, write it at once ahead
+        of those queued (a released slot is then seen by the decisions that follow it)."""
+        loop = self._loop
+        future = loop.create_future()
+        if not self.open:
+            future.set_exception(ConnectionError("Connection closed"))
+            return future
+        entry = (loop.time() + self._timeout, future)
+        outgoing = self._outgoing
+        if first:
+            self._waiting.insert(len(self._waiting) - len(outgoing), entry)
+            outgoing.insert(0, command)
+            self._flush()
+            return future
+        self._waiting.append(entry)
+        outgoing.append(command)
+        if len(outgoing) == 1:
+            loop.call_soon(self._flush)
         return future
 
-    async def _send(self) -> None:
-        batch, self._pending = self._pending, []
-        try:
-            results = await self._execute(batch)
-            missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-            if missing:  # SCRIPT FLUSH, a restart or a failover: load once, send those again
-                for script in {id(batch[i][0]): batch[i][0] for i in missing}.values():
-                    script.sha = await self._client.script_load(script.script)
-                again = await self._execute([batch[i] for i in missing])
-                for i, result in zip(missing, again, strict=True):
-                    results[i] = result
-        except Exception as exc:  # the whole pipeline failed: every caller hears of it
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (*_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue  # the caller went away (a cancelled request)
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+    def _flush(self) -> None:
+        if not self._outgoing:
+            return  # written already, ahead of schedule
+        data = b"".join(self._outgoing)
+        self._outgoing.clear()
+        if self.open:
+            self.transport.write(data)
+            if self._timer is None and self._waiting:
+                self._timer = self._loop.call_at(self._waiting[0][0], self._expire)
 
-    async def _execute(
-        self, batch: list[tuple[Any, list[str], list[Any], asyncio.Future[Any]]]
-    ) -> list[Any]:
-        # The pool's connection used directly, as a non-transactional pipeline does it: one
-        # write, then one reply per script. Pipeline objects add per-call bookkeeping (retries
-        # we disable, watch state, telemetry hooks) that costs more than the round trip here.
-        pool = self._client.connection_pool
-        conn = await pool.get_connection()
+    def _expire(self) -> None:
+        self._timer = None
+        waiting = self._waiting
+        if not waiting:
+            return
+        deadline = waiting[0][0]
+        if deadline <= self._loop.time():
+            self._fail(TimeoutError("Timeout reading from Redis"))
+        else:
+            self._timer = self._loop.call_at(deadline, self._expire)
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        waiting = self._waiting
         try:
-            commands = [
-                ("EVALSHA", script.sha, len(keys), *keys, *args) for script, keys, args, _ in batch
-            ]
-            await conn.send_packed_command(conn.pack_commands(commands))
-            results: list[Any] = []
-            for _ in batch:
-                try:
-                    results.append(await conn.read_response())
-                except ResponseError as exc:  # this script's own error, NOSCRIPT included
-                    results.append(exc)
-        except BaseException:
-            # Replies may be left unread on the socket: it must not serve another call.
-            await conn.disconnect()
-            raise
-        finally:
-            await pool.release(conn)
-        return results
+            # hiredis answers False while a reply is incomplete (our scripts never return a
+            # RESP3 boolean, the one reply that could read the same).
+            while (reply := reader.gets()) is not False:
+                if not waiting:
+                    raise ValueError("a reply that no command asked for")
+                future = waiting.popleft()[1]
+                if isinstance(reply, hiredis.ReplyError):
+                    error = _error(str(reply))
+                    if not future.done():
+                        future.set_exception(error)
+                    if isinstance(error, ReadOnlyError):
+                        # A master demoted by a failover: the next decision connects again
+                        # (through Sentinel, to the new master), as redis-py itself would.
+                        raise ValueError("the server is now a read-only replica")
+                elif not future.done():  # done: its caller went away (a cancelled request)
+                    future.set_result(reply)
+        except (ValueError, hiredis.ProtocolError) as exc:
+            self._fail(ConnectionError(f"Redis connection dropped: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ConnectionError(f"Connection to Redis lost: {exc or 'closed by the server'}"))
+        self._stream.connection_lost(exc)
+
+    def _fail(self, error: Exception) -> None:
+        self.open = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiting, self._waiting = self._waiting, deque()
+        for _, future in waiting:
+            if not future.done():
+                future.set_exception(error)
+        self._outgoing.clear()
+        self.transport.close()
+
+
+class _Pipeline:
+    """The decisions' way to Redis: one pipelined connection (see _Link), opened by redis-py
+    (so URL options, AUTH, SELECT, TLS and Sentinel all apply), then read by us.
+
+    redis-py's own command path costs more per decision than the round trip it waits on
+    (a pool checkout with health check, a timeout context and a coroutine per reply part);
+    here a decision is one write in a shared packet and one parse in data_received.
+    """
+
+    def __init__(self, client: Any, timeout: float, scripts: tuple[str, ...]) -> None:
+        self._pool = client.connection_pool
+        self._scripts = scripts
+        self._timeout = timeout
+        self._link: _Link | None = None
+        self._connection: Any = None
+        self._lock = asyncio.Lock()
+
+    async def call(self, command: bytes, *, first: bool = False) -> Any:
+        link = self._link
+        if link is None or not link.open:
+            link = await self._connect()
+        return await link.send(command, first=first)
+
+    async def _connect(self) -> _Link:
+        async with self._lock:  # concurrent callers share one connection attempt
+            link = self._link
+            if link is not None and link.open:
+                return link
+            await self._drop()
+            connection = await self._pool.get_connection()
+            self._connection = connection
+            # Loaded on every new connection (a new connection may mean a restarted or a
+            # failed-over server): the first decisions then need no NOSCRIPT round.
+            for script in self._scripts:
+                await connection.send_command("SCRIPT", "LOAD", script)
+                await connection.read_response()
+            # The stream redis-py read its handshake from hands the socket over to us.
+            transport = connection._writer.transport
+            link = _Link(transport, self._timeout)
+            transport.set_protocol(link)
+            self._link = link
+            return link
+
+    async def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.disconnect()
+            await self._pool.release(connection)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            await asyncio.gather(task, return_exceptions=True)
+        async with self._lock:
+            await self._drop()
 
 
-async def _direct(script: Any, keys: list[str], args: list[Any]) -> Any:
-    return await script(keys=keys, args=args)
+def _sha(script: str) -> str:
+    """The name Redis gives a script: the SHA-1 of its text."""
+    return hashlib.sha1(script.encode()).hexdigest()
+
+
+def _head(script: str, keys: int, args: int) -> bytes:
+    """The constant start of `EVALSHA sha keys ...` in RESP."""
+    return b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n$%d\r\n%d\r\n" % (
+        3 + keys + args,
+        _sha(script).encode(),
+        len(str(keys)),
+        keys,
+    )
+
+
+def _command(head: bytes, *values: str) -> bytes:
+    text = "".join([f"${len(value)}\r\n{value}\r\n" for value in values])
+    if text.isascii():  # lengths in characters are lengths in bytes
+        return head + text.encode()
+    encoded = [value.encode() for value in values]
+    return head + b"".join([b"$%d\r\n%b\r\n" % (len(data), data) for data in encoded])
 
 
 class RedisStore:
@@ -182,12 +295,28 @@ class RedisStore:
         self.url = url
         self._namespace = namespace + ":"
         self._client, self._others = connect(url, timeout)
+        # redis-py refuses EVALSHA in cluster pipelines, and a cluster spreads keys over
+        # nodes: there each decision goes on its own through redis-py's registered scripts.
+        self._cluster = isinstance(self._client, RedisCluster)
         self._window = self._client.register_script(WINDOW_SCRIPT)
         self._tat = self._client.register_script(TAT_SCRIPT)
         self._release = self._client.register_script(RELEASE_SCRIPT)
-        self._batcher = _Batcher(self._client)
-        # redis-py refuses EVALSHA in cluster pipelines: there each decision goes on its own.
-        self._call = _direct if isinstance(self._client, RedisCluster) else self._batcher.call
+        scripts = (WINDOW_SCRIPT, TAT_SCRIPT, RELEASE_SCRIPT)
+        self._pipeline = None if self._cluster else _Pipeline(self._client, timeout, scripts)
+        self._window_head = _head(WINDOW_SCRIPT, 2, 4)
+        self._tat_head = _head(TAT_SCRIPT, 1, 3)
+        self._release_head = _head(RELEASE_SCRIPT, 1, 1)
+
+    async def _evalsha(self, script: str, command: bytes, *, first: bool = False) -> Any:
+        pipeline = self._pipeline
+        assert pipeline is not None  # every caller checks self._cluster first
+        try:
+            return await pipeline.call(command, first=first)
+        except NoScriptError:
+            # SCRIPT FLUSH, a restart or a failover: load it (its sha is its text's, so the
+            # command stands as it is) and send once more. NOSCRIPT means it did not run.
+            await self._client.script_load(script)
+            return await pipeline.call(command, first=first)
 
     async def acquire_window(
         self,
@@ -199,30 +328,44 @@ class RedisStore:
         ttl: float,
         now: float,
     ) -> WindowCount:
+        ns = self._namespace
+        keys = (ns + key, ns + previous_key)
+        args = (repr(weight), repr(float(limit)), str(cost), str(max(1, int(ttl * 1000))))
         try:
-            allowed, current, previous = await self._call(
-                self._window,
-                [self._namespace + key, self._namespace + previous_key],
-                [repr(weight), repr(float(limit)), cost, max(1, int(ttl * 1000))],
-            )
+            if self._cluster:
+                reply = await self._window(keys=keys, args=args)
+            else:
+                reply = await self._evalsha(
+                    WINDOW_SCRIPT, _command(self._window_head, *keys, *args)
+                )
         except _FAILURES as exc:
             raise StoreUnavailable(f"Rate-limit store unavailable: {exc}") from exc
-        return WindowCount(bool(allowed), int(current), int(previous))
+        allowed, current, previous = reply
+        return _new(WindowCount, (allowed == 1, int(current), int(previous)))
 
     async def acquire_tat(
         self, key: str, increment: float, capacity: float, now: float
     ) -> ArrivalTime:
+        key = self._namespace + key
+        args = (repr(now), repr(increment), repr(capacity))
         try:
-            allowed, tat = await self._call(
-                self._tat, [self._namespace + key], [repr(now), repr(increment), repr(capacity)]
-            )
+            if self._cluster:
+                reply = await self._tat(keys=[key], args=args)
+            else:
+                reply = await self._evalsha(TAT_SCRIPT, _command(self._tat_head, key, *args))
         except _FAILURES as exc:
             raise StoreUnavailable(f"Rate-limit store unavailable: {exc}") from exc
-        return ArrivalTime(bool(allowed), float(tat))
+        allowed, tat = reply
+        return _new(ArrivalTime, (allowed == 1, float(tat)))
 
     async def release(self, key: str, cost: int) -> None:
+        key = self._namespace + key
         try:
-            await self._release(keys=[self._namespace + key], args=[cost])
+            if self._cluster:
+                await self._release(keys=[key], args=[cost])
+            else:
+                command = _command(self._release_head, key, str(cost))
+                await self._evalsha(RELEASE_SCRIPT, command, first=True)
         except _FAILURES as exc:
             raise StoreUnavailable(f"Rate-limit store unavailable: {exc}") from exc
 
@@ -237,7 +380,8 @@ class RedisStore:
         return len(doomed)
 
     async def close(self) -> None:
-        await self._batcher.close()
+        if self._pipeline is not None:
+            await self._pipeline.close()
         await self._client.aclose()
         for other in self._others:
             await other.aclose()

@@ -45,3 +45,34 @@ def test_bench_smoke_prints_every_target_and_the_ratios() -> None:
         rps, errors = row.split("|")[2].strip(), row.split("|")[5].strip()
         assert float(rps.replace(",", "")) > 0
         assert errors == "0"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("wrk") is None or shutil.which("nginx") is None,
+    reason="wrk or nginx is not installed",
+)
+def test_memory_bench_smoke_prints_soak_and_streaming_figures() -> None:
+    """A 3-second soak and 64 MiB bodies each way give RSS rows for the gateway and nginx."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "memory.py"), "--smoke", "--minutes", "0.05"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ")]
+    soak = {cells[0].strip(): cells for cells in rows if len(cells) == 8}
+    stream = {(c[0].strip(), c[1].strip()): c for c in rows if len(c) == 7}
+    assert set(soak) == {"proxy", ALL_MEMORY, "nginx proxy"}
+    for name in (ALL_MEMORY, "nginx proxy"):
+        assert float(soak[name][5].replace(",", "")) > 0
+        assert soak[name][6].strip() == "0"
+    assert set(stream) == {("proxy", "body")} | {
+        (name, way) for name in ("gateway", "nginx proxy") for way in ("upload", "download")
+    }
+    assert all(cells[6].strip() == "ok" for key, cells in stream.items() if key[0] != "proxy")
+    assert "gateway RSS end/start = " in done.stdout
+    assert "gateway upload: +" in done.stdout
+    assert "gateway download: +" in done.stdout

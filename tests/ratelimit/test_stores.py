@@ -170,3 +170,39 @@ async def test_namespaces_keep_deployments_apart(redis: RedisServer) -> None:
     finally:
         await team_a.close()
         await team_b.close()
+
+
+async def test_a_late_redis_reply_raises_and_the_next_decision_goes_through(
+    redis: RedisServer,
+) -> None:
+    """A decision Redis holds past the timeout fails as StoreUnavailable; the next one passes."""
+    store = RedisStore(redis.url, timeout=0.1)
+    admin = aioredis.Redis.from_url(redis.url)
+    strategy = SlidingWindow(5, 60)
+    try:
+        assert (await strategy.hit(store, "rl:{r|k}", 1, 1_700_000_000.0)).allowed
+        await admin.execute_command("CLIENT", "PAUSE", 2000, "ALL")
+        try:
+            with pytest.raises(StoreUnavailable):
+                await strategy.hit(store, "rl:{r|k}", 1, 1_700_000_000.0)
+        finally:
+            await admin.execute_command("CLIENT", "UNPAUSE")
+        assert (await strategy.hit(store, "rl:{r|k}", 1, 1_700_000_000.0)).allowed
+    finally:
+        await store.close()
+        await admin.aclose()
+
+
+def test_script_errors_keep_their_kind() -> None:
+    """NOSCRIPT (reloaded) and READONLY (reconnected) keep redis-py's classes; others are plain
+    ResponseErrors."""
+    from redis.exceptions import NoScriptError, ReadOnlyError, ResponseError
+
+    from gateway.stores.redis import _error
+
+    missing = _error("NOSCRIPT No matching script.")
+    demoted = _error("READONLY You can't write against a read only replica.")
+    broken = _error("ERR user_script:1: oops")
+    assert isinstance(missing, NoScriptError)
+    assert isinstance(demoted, ReadOnlyError)
+    assert type(broken) is ResponseError
