@@ -12,6 +12,7 @@ import yaml
 
 from gateway.capture.reasons import rejection_reasons
 from gateway.errors import Rejection
+from gateway.observability.families import Family
 from gateway.observability.metrics import GatewayMetrics
 from gateway.policy.loader import parse_policy
 from gateway.runtime import check_policy
@@ -81,10 +82,11 @@ def _declared_metrics() -> dict[str, tuple[str, ...]]:
     """Every metric name a scrape can show (counters with _total), with its label names."""
     declared: dict[str, tuple[str, ...]] = {}
     for value in vars(GatewayMetrics()).values():
-        name = getattr(value, "_name", None)
-        if isinstance(name, str) and hasattr(value, "_labelnames"):
-            suffix = "_total" if value._type == "counter" else ""
-            declared[name + suffix] = tuple(value._labelnames)
+        if isinstance(value, Family):
+            name = value.name
+            if value.kind == "counter":  # the exposition names every counter sample `_total`
+                name = name.removesuffix("_total") + "_total"
+            declared[name] = value.labelnames
     return declared
 
 

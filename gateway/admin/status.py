@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import Counter
 
+from gateway.observability.families import Counter
 from gateway.resilience.breaker import Breaker, Transition
 from gateway.runtime import RouteRuntime
 from gateway.state import STATE, GatewayState

@@ -66,7 +66,7 @@ async def capture(request: ProxyRequest, handler: Handler) -> Answer:
     matched = request.get(ROUTE)
     route_name = matched.name if matched is not None else "unmatched"
     metrics = state.metrics
-    metrics.child(metrics.rejections, route_name, error.reason).inc()
+    metrics.rejections.labels(route_name, error.reason).inc()
     event_id = None
     if service is not None:
         service.observe(state.current.policy.errors, error.status, error.reason)

@@ -7,24 +7,14 @@ ever becomes a label.
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from prometheus_client import (
     CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
     PlatformCollector,
     ProcessCollector,
-    disable_created_metrics,
 )
-from prometheus_client.metrics import MetricWrapperBase
 
+from gateway.observability.families import Counter, CounterChild, Gauge, Histogram
 from gateway.policy.model import HTTP_METHODS
-
-_Family = TypeVar("_Family", bound=MetricWrapperBase)
-_MAX_CHILDREN = 100_000
-"""Label values are bounded, so the cache is too; the cap guards against a labelling bug."""
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -41,9 +31,8 @@ def status_class(status: int) -> str:
 class RouteMetrics:
     """One route's children of the per-request families, bound once and reused.
 
-    `.labels()` builds a tuple, takes a lock and looks up a dict on every call; at tens of
-    thousands of requests a second that is measurable (../shared/notes/perf.md), so the proxy
-    resolves a route's children once and keeps them here.
+    `.labels()` builds a tuple and looks up a dict on every call; the proxy resolves a route's
+    children once and keeps them here.
     """
 
     __slots__ = (
@@ -63,9 +52,9 @@ class RouteMetrics:
         self.upstream_duration = families.upstream_duration.labels(name)
         self.bytes_in = families.bytes_in.labels(name)
         self.bytes_out = families.bytes_out.labels(name)
-        self._by_method_status: dict[tuple[str, int], Counter] = {}
+        self._by_method_status: dict[tuple[str, int], CounterChild] = {}
 
-    def requests(self, method: str, status: int) -> Counter:
+    def requests(self, method: str, status: int) -> CounterChild:
         """The `gateway_requests_total` child for this method and status class."""
         key = (method, status // 100)
         child = self._by_method_status.get(key)
@@ -89,27 +78,12 @@ class GatewayMetrics:
             bound = self._routes[name] = RouteMetrics(self, name)
         return bound
 
-    def child(self, family: _Family, *values: str) -> _Family:
-        """`family.labels(*values)`, remembered: a hot path pays a dict lookup, not a lock."""
-        key = (id(family), values)  # the families live as long as this object
-        found = self._children.get(key)
-        if found is None:
-            found = family.labels(*values)
-            if len(self._children) < _MAX_CHILDREN:
-                self._children[key] = found
-        return found  # type: ignore[return-value]  # the cache holds children of every family
-
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        # The `*_created` series would double every counter and histogram series, and Prometheus
-        # stores them as series of their own that no query of ours reads. The switch is
-        # process-wide (it must precede the families); the gateway owns its process.
-        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
         self.registry = registry or CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         r = self.registry
         self._routes: dict[str, RouteMetrics] = {}
-        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
 
         # --- the proxy -------------------------------------------------------------------
         self.requests = Counter(

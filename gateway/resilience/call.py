@@ -55,10 +55,10 @@ async def send_upstream(
     if bulkhead is None:
         return await _tries(request, route, resilience, metrics, url, headers, body)
     if not await bulkhead.acquire():
-        metrics.child(metrics.bulkhead_rejections, route.name).inc()
-        metrics.child(metrics.upstream_calls, route.name, BulkheadFull.reason).inc()
+        metrics.bulkhead_rejections.labels(route.name).inc()
+        metrics.upstream_calls.labels(route.name, BulkheadFull.reason).inc()
         raise BulkheadFull(f"More than {bulkhead.limit} requests in flight on this route")
-    gauge = metrics.child(metrics.bulkhead_in_flight, route.name)
+    gauge = metrics.bulkhead_in_flight.labels(route.name)
     gauge.set(bulkhead.in_flight)
 
     def give_back() -> None:
@@ -105,12 +105,12 @@ async def _tries(
         if breaker is not None:
             permit = breaker.acquire()
             if permit is None:
-                metrics.child(metrics.breaker_rejections, breaker.name, res.breaker_mode).inc()
+                metrics.breaker_rejections.labels(breaker.name, res.breaker_mode).inc()
                 if res.breaker_mode == "enforce":
                     if last is not None:  # opened during our retries: the last answer stands
                         metrics.upstream_retries_denied.labels(route.name, "circuit_open").inc()
                         return last
-                    metrics.child(metrics.upstream_calls, route.name, "circuit_open").inc()
+                    metrics.upstream_calls.labels(route.name, "circuit_open").inc()
                     raise _open_error(res, breaker.retry_after())
         limit = res.per_try
         if deadline is not None:
@@ -142,7 +142,7 @@ async def _tries(
         if breaker is not None and permit is not None:
             breaker.record(permit, failure=failed)
         bad = failed or (isinstance(outcome, int) and outcome >= 500)
-        metrics.child(metrics.upstream_calls, route.name, _outcome_label(outcome, bad)).inc()
+        metrics.upstream_calls.labels(route.name, _outcome_label(outcome, bad)).inc()
         if last is not None:
             last.release()
         last = None

@@ -81,8 +81,8 @@ class ProxyServer:
         """Answer a request llhttp refused: problem+json, a minted id, a log line and a count."""
         request_id = os.urandom(16).hex()
         metrics = self.state.metrics
-        metrics.child(metrics.rejections, UNPARSED, error.reason).inc()
-        metrics.child(metrics.requests, UNPARSED, "OTHER", status_class(error.status)).inc()
+        metrics.rejections.labels(UNPARSED, error.reason).inc()
+        metrics.requests.labels(UNPARSED, "OTHER", status_class(error.status)).inc()
         log.info(
             "rejected",
             reason=error.reason,

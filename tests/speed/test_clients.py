@@ -52,9 +52,9 @@ def test_bound_children_count_into_the_same_series() -> None:
     bound.requests("GET", 204).inc()
     bound.requests("FROB", 500).inc()
     bound.duration.observe(0.002)
-    metrics.child(metrics.upstream_calls, "api", "success").inc(3)
+    metrics.upstream_calls.labels("api", "success").inc(3)
     assert metrics.route("api") is bound
-    assert metrics.child(metrics.upstream_calls, "api", "success") is metrics.upstream_calls.labels(
+    assert metrics.upstream_calls.labels("api", "success") is metrics.upstream_calls.labels(
         "api", "success"
     )
     text = generate_latest(metrics.registry).decode()
