@@ -269,6 +269,7 @@ class HttpConnection(asyncio.Protocol):
             target,
             version,
             CIMultiDictProxy(headers),
+            hosts[0] if hosts else self.local_host,
             raw_headers,
             body,
             length,

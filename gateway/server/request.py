@@ -31,6 +31,7 @@ class ProxyRequest:
         "content",
         "content_length",
         "headers",
+        "host",
         "keep_alive",
         "method",
         "path",
@@ -49,6 +50,7 @@ class ProxyRequest:
         raw_path: str,
         version: HttpVersion,
         headers: CIMultiDictProxy[str],
+        host: str,
         raw_headers: tuple[tuple[bytes, bytes], ...],
         content: RequestBody,
         content_length: int | None,
@@ -61,6 +63,7 @@ class ProxyRequest:
         self.raw_path = raw_path
         self.version = version
         self.headers = headers
+        self.host = host  # the Host header, or (HTTP/1.0 without one) the address we listen on
         self.raw_headers = raw_headers
         self.content = content
         self.content_length = content_length
@@ -111,10 +114,6 @@ class ProxyRequest:
     @property
     def query_string(self) -> str:
         return self.rel_url.query_string
-
-    @property
-    def host(self) -> str:
-        return self.headers.get("Host") or self.connection.local_host
 
     @property
     def transport(self) -> asyncio.Transport | None:
