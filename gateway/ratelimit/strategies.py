@@ -112,25 +112,27 @@ class FixedWindow:
         self.period = period
         self.window = period.length
 
+    def _window(self, key: str, now: float, scale: float) -> tuple[int, str, float]:
+        """The scaled limit, the window's key and the seconds left in it."""
+        index, _, end = self.period.bounds(now)
+        return scaled(self.limit, scale), f"{key}:{index}", end - now
+
     async def hit(
         self, store: LimitStore, key: str, cost: int, now: float, scale: float = 1.0
     ) -> Decision:
-        limit = scaled(self.limit, scale)
-        index, _, end = self.period.bounds(now)
+        limit, window_key, left = self._window(key, now, scale)
         # The previous key is the current one: unread at weight 0, and in the same cluster slot.
-        window_key = f"{key}:{index}"
-        ttl = end - now + 1.0
-        counted = await store.acquire_window(window_key, window_key, 0.0, limit, cost, ttl, now)
-        return _fixed(counted, limit, end - now)
+        counted = await store.acquire_window(
+            window_key, window_key, 0.0, limit, cost, left + 1.0, now
+        )
+        return _fixed(counted, limit, left)
 
     def decide(
         self, store: LocalStore, key: str, cost: int, now: float, scale: float = 1.0
     ) -> Decision:
-        limit = scaled(self.limit, scale)
-        index, _, end = self.period.bounds(now)
-        window_key = f"{key}:{index}"
-        counted = store.window(window_key, window_key, 0.0, limit, cost, end - now + 1.0, now)
-        return _fixed(counted, limit, end - now)
+        limit, window_key, left = self._window(key, now, scale)
+        counted = store.window(window_key, window_key, 0.0, limit, cost, left + 1.0, now)
+        return _fixed(counted, limit, left)
 
 
 def _fixed(counted: WindowCount, limit: int, reset_after: float) -> Decision:
@@ -145,30 +147,30 @@ class SlidingWindow:
         self.limit = limit
         self.window = window
 
-    async def hit(
-        self, store: LimitStore, key: str, cost: int, now: float, scale: float = 1.0
-    ) -> Decision:
+    def _windows(self, key: str, now: float, scale: float) -> tuple[int, float, float, str, str]:
+        """The scaled limit, the current window's start, the previous window's weight, and
+        the two windows' keys."""
         window = self.window
         limit = self.limit if scale == 1.0 else scaled(self.limit, scale)
         index = int(now // window)
         start = index * window
         weight = 1.0 - (now - start) / window
+        return limit, start, weight, f"{key}:{index}", f"{key}:{index - 1}"
+
+    async def hit(
+        self, store: LimitStore, key: str, cost: int, now: float, scale: float = 1.0
+    ) -> Decision:
+        limit, start, weight, current, previous = self._windows(key, now, scale)
         counted = await store.acquire_window(
-            f"{key}:{index}", f"{key}:{index - 1}", weight, limit, cost, 2 * window, now
+            current, previous, weight, limit, cost, 2 * self.window, now
         )
         return self._decision(counted, limit, cost, start, weight, now)
 
     def decide(
         self, store: LocalStore, key: str, cost: int, now: float, scale: float = 1.0
     ) -> Decision:
-        window = self.window
-        limit = self.limit if scale == 1.0 else scaled(self.limit, scale)
-        index = int(now // window)
-        start = index * window
-        weight = 1.0 - (now - start) / window
-        counted = store.window(
-            f"{key}:{index}", f"{key}:{index - 1}", weight, limit, cost, 2 * window, now
-        )
+        limit, start, weight, current, previous = self._windows(key, now, scale)
+        counted = store.window(current, previous, weight, limit, cost, 2 * self.window, now)
         return self._decision(counted, limit, cost, start, weight, now)
 
     def _decision(
@@ -237,25 +239,25 @@ class TokenBucket:
         self.interval = window / limit
         self.capacity = self.burst * self.interval
 
-    async def hit(
-        self, store: LimitStore, key: str, cost: int, now: float, scale: float = 1.0
-    ) -> Decision:
+    def _rate(self, cost: int, scale: float) -> tuple[int, float, float, float]:
+        """burst, interval, capacity and this request's increment, at `scale`."""
         burst, interval, capacity = self.burst, self.interval, self.capacity
         if scale != 1.0:  # a slower rate and a smaller bucket
             burst, interval = scaled(burst, scale), interval / scale
             capacity = burst * interval
-        increment = cost * interval
+        return burst, interval, capacity, cost * interval
+
+    async def hit(
+        self, store: LimitStore, key: str, cost: int, now: float, scale: float = 1.0
+    ) -> Decision:
+        burst, interval, capacity, increment = self._rate(cost, scale)
         result = await store.acquire_tat(key, increment, capacity, now)
         return _bucket(result, burst, interval, capacity, increment, now)
 
     def decide(
         self, store: LocalStore, key: str, cost: int, now: float, scale: float = 1.0
     ) -> Decision:
-        burst, interval, capacity = self.burst, self.interval, self.capacity
-        if scale != 1.0:
-            burst, interval = scaled(burst, scale), interval / scale
-            capacity = burst * interval
-        increment = cost * interval
+        burst, interval, capacity, increment = self._rate(cost, scale)
         result = store.tat(key, increment, capacity, now)
         return _bucket(result, burst, interval, capacity, increment, now)
 
