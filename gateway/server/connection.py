@@ -31,10 +31,14 @@ if TYPE_CHECKING:
     from gateway.server.listener import ProxyServer
 
 MAX_HEADERS = 128
-"""Header fields a request may carry (aiohttp's and Node's default); more is a 431."""
+"""Header fields a request may carry (aiohttp's default); more is a 431."""
+MAX_QUEUED = 32
+"""Pipelined requests parsed ahead of the one being answered before reading pauses (aiohttp's
+bound); reading resumes once half of them are answered."""
 LINGER = 10.0
 """Seconds an unread body is still read and discarded after the answer (aiohttp's lingering)."""
-_NO_BODY = frozenset({204, 304})
+NO_BODY = frozenset({204, 304})
+"""Statuses whose answers never carry a body (RFC 9110 §6.4.1)."""
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _VERSIONS = {"1.1": HttpVersion11, "1.0": HttpVersion10}
 
@@ -74,6 +78,8 @@ DATE = _DateHeader()
 
 
 class HttpConnection(asyncio.Protocol):
+    """One client connection: its parser, its queue of requests, and the answer being written."""
+
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
         self.loop = server.loop
@@ -81,6 +87,10 @@ class HttpConnection(asyncio.Protocol):
         self._max_line = limits.max_header_line
         self._max_field = limits.max_header_size
         self._header_timeout = limits.header_timeout
+        # A whole head: the request line and a few fields at their largest. Counted as bytes
+        # arrive, since llhttp hands a header over only once it is complete.
+        self._max_head = self._max_line + 8 * self._max_field
+        self._head_bytes = -1  # bytes of the head being received; -1 between heads
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self.local_host = ""
@@ -96,6 +106,9 @@ class HttpConnection(asyncio.Protocol):
         self._paused_writing = False
         self._drain: asyncio.Future[None] | None = None
         self._paused_reading = False
+        self._body_paused = False  # a request body's buffer is full
+        self._queue_paused = False  # MAX_QUEUED requests wait for their answers
+        self._peer_eof = False
         self._parsing = True  # false after a parse error or an upgrade: bytes are not HTTP now
         self._tunnel: Callable[[bytes], None] | None = None
         self._tunnel_backlog: list[bytes] = []
@@ -142,8 +155,16 @@ class HttpConnection(asyncio.Protocol):
                 if len(self._tunnel_backlog) > 16:  # a client that will not wait for the 101
                     self.pause_reading()
             return  # lingering, or after a parse error: discarded
+        if self._head_bytes >= 0:
+            self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
+            if self._head_bytes > self._max_head:  # still inside the head after all of that
+                raise HeaderFieldsTooLarge(
+                    f"The request head is larger than {self._max_head} bytes"
+                )
+        except HeaderFieldsTooLarge as exc:
+            self._refuse(exc)
         except httptools.HttpParserUpgrade as exc:
             self._parsing = False
             self._upgraded = True
@@ -158,6 +179,7 @@ class HttpConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self._closing = True  # no request can follow
+        self._peer_eof = True
         if self._body is not None:  # the client stopped sending before its body's end
             self._body.fail(truncated())
             self._body = None
@@ -195,14 +217,25 @@ class HttpConnection(asyncio.Protocol):
     # -- flow control asked for by request bodies ------------------------------------------
 
     def pause_reading(self) -> None:
-        if not self._paused_reading and self.transport is not None:
-            self._paused_reading = True
-            self.transport.pause_reading()
+        self._body_paused = True
+        self._sync_reading()
 
     def resume_reading(self) -> None:
-        if self._paused_reading and self.transport is not None:
+        self._body_paused = False
+        self._sync_reading()
+
+    def _sync_reading(self) -> None:
+        """Read from the client unless a full body buffer or a full queue says otherwise."""
+        transport = self.transport
+        if transport is None:
+            return
+        wanted = not (self._body_paused or self._queue_paused)
+        if wanted and self._paused_reading:
             self._paused_reading = False
-            self.transport.resume_reading()
+            transport.resume_reading()
+        elif not wanted and not self._paused_reading:
+            self._paused_reading = True
+            transport.pause_reading()
 
     def send_continue(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -211,6 +244,7 @@ class HttpConnection(asyncio.Protocol):
     # -- llhttp callbacks ------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._head_bytes = 0
         self._url.clear()
         self._url_size = 0
         self._headers = []
@@ -233,6 +267,7 @@ class HttpConnection(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._head_bytes = -1
         self._cancel_timer()
         parser = self._parser
         version_text = parser.get_http_version()
@@ -244,6 +279,9 @@ class HttpConnection(asyncio.Protocol):
             target = b"".join(self._url).decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("The request target is not valid UTF-8") from None
+        # A fragment never travels (RFC 9112 §3.2): cut it, as aiohttp did, so that routes and
+        # limits see the path the upstream will serve.
+        target = target.partition("#")[0]
         raw_headers = tuple(self._headers)
         headers = CIMultiDict(
             (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
@@ -252,6 +290,15 @@ class HttpConnection(asyncio.Protocol):
         hosts = headers.getall("Host", ())
         if len(hosts) > 1 or (not hosts and version == HttpVersion11):
             raise BadRequest("A request needs exactly one Host header")
+        codings = [
+            coding.strip().lower()
+            for value in headers.getall("Transfer-Encoding", ())
+            for coding in value.split(",")
+        ]
+        if codings and (codings != ["chunked"] or version != HttpVersion11):
+            # Only chunked is decoded here; forwarding a body still under another coding
+            # without saying so would change it, and HTTP/1.0 has no transfer codings.
+            raise BadRequest("Transfer-Encoding other than one chunked coding is not served")
         length_text = headers.get("Content-Length")
         length = int(length_text) if length_text is not None else None
         body = RequestBody(self)
@@ -277,6 +324,9 @@ class HttpConnection(asyncio.Protocol):
             parser.should_keep_alive(),
         )
         self._queue.append(request)
+        if len(self._queue) >= MAX_QUEUED and not self._queue_paused:
+            self._queue_paused = True  # a client pipelining without reading its answers
+            self._sync_reading()
         self._wake()
 
     def on_body(self, data: bytes) -> None:
@@ -324,8 +374,12 @@ class HttpConnection(asyncio.Protocol):
                 self._wakeup = None
                 continue
             item = self._queue.popleft()
+            if self._queue_paused and len(self._queue) <= MAX_QUEUED // 2:
+                self._queue_paused = False
+                self._sync_reading()
             if isinstance(item, Rejection):
                 self.server.refused_unparsed(self, item)
+                self._unread = True  # the client may be sending the rest of what we refused
                 break
             keep_alive = await self._answer(item)
             if not keep_alive:
@@ -344,9 +398,13 @@ class HttpConnection(asyncio.Protocol):
         so that the client reads the answer instead of a connection reset."""
         transport = self.transport
         assert transport is not None
+        if self._peer_eof:  # the client sends nothing more: nothing to discard
+            self._close()
+            return
         self._lingering = True
         self._parsing = False
         self._body = None
+        self._queue_paused = False
         self.resume_reading()
         if transport.can_write_eof():
             transport.write_eof()
@@ -363,6 +421,8 @@ class HttpConnection(asyncio.Protocol):
                 await self.send_response(request, answer)
             if self._head is not None:  # a streamed head nobody wrote a body after
                 self.end_body()
+        except ConnectionResetError:
+            return False  # the client went away before its answer was written
         except Exception:
             self.server.log_unexpected(request)
             return False
@@ -374,13 +434,13 @@ class HttpConnection(asyncio.Protocol):
             # The pipeline answered without reading the whole body: the rest of it cannot be
             # told apart from a next request unless llhttp reads it through; stop here instead.
             return False
-        return self._parsing
+        return self._parsing or bool(self._queue)  # a refused head still waits for its answer
 
     def keeps_alive(self, request: ProxyRequest) -> bool:
         return (
             request.keep_alive
             and not self._closing
-            and self._parsing
+            and (self._parsing or bool(self._queue))
             and not self.server.closing
             and request.content.is_eof()
         )
@@ -396,7 +456,7 @@ class HttpConnection(asyncio.Protocol):
         status = answer.status
         headers = answer.headers
         keep_alive = self.keeps_alive(request)
-        no_body = status in _NO_BODY or status < 200
+        no_body = status in NO_BODY or status < 200
         self._chunked = False
         lines = [f"HTTP/1.1 {status} {answer.reason or _reason(status)}\r\n"]
         if request.method == "HEAD":
@@ -502,9 +562,12 @@ class HttpConnection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
-    def abort(self) -> None:
+    def abort(self) -> asyncio.Task[None] | None:
+        """Cut the connection; the task still answering on it, if any, to cancel."""
         if self.transport is not None:
             self.transport.abort()
+        task = self._task
+        return task if task is not None and not task.done() else None
 
     def _arm_timer(self) -> None:
         self._cancel_timer()

@@ -25,6 +25,8 @@ UNPARSED = "unparsed"
 
 
 class ProxyServer:
+    """The proxy port's listener and the connections it accepted."""
+
     def __init__(
         self, app: web.Application, handler: Handler, prepare_hooks: Sequence[PrepareHook]
     ) -> None:
@@ -72,8 +74,12 @@ class ProxyServer:
             self._all_closed = self.loop.create_future()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._all_closed), grace)
-        for connection in list(self.connections):
-            connection.abort()
+        # Past the grace period: cut what is left, and stop what was still answering on it.
+        unfinished = [task for c in list(self.connections) if (task := c.abort()) is not None]
+        for task in unfinished:
+            task.cancel()
+        if unfinished:
+            await asyncio.wait(unfinished, timeout=1.0)
         if self._server is not None:
             await self._server.wait_closed()
 

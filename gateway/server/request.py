@@ -6,7 +6,6 @@ content, `request[KEY]`...), computed once at parse time or lazily when rarely n
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from aiohttp import HttpVersion, web
@@ -114,10 +113,6 @@ class ProxyRequest:
     @property
     def query_string(self) -> str:
         return self.rel_url.query_string
-
-    @property
-    def transport(self) -> asyncio.Transport | None:
-        return self.connection.transport
 
     async def read(self) -> bytes:
         return await self.content.read()

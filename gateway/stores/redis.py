@@ -226,7 +226,7 @@ class _Pipeline:
         self._timeout = timeout
         self._link: _Link | None = None
         self._connection: Any = None
-        self._lock = asyncio.Lock()
+        self._attempt: asyncio.Future[_Link] | None = None
 
     async def call(self, command: bytes, *, first: bool = False) -> Any:
         link = self._link
@@ -235,24 +235,34 @@ class _Pipeline:
         return await link.send(command, first=first)
 
     async def _connect(self) -> _Link:
-        async with self._lock:  # concurrent callers share one connection attempt
-            link = self._link
-            if link is not None and link.open:
-                return link
-            await self._drop()
-            connection = await self._pool.get_connection()
-            self._connection = connection
-            # Loaded on every new connection (a new connection may mean a restarted or a
-            # failed-over server): the first decisions then need no NOSCRIPT round.
-            for script in self._scripts:
-                await connection.send_command("SCRIPT", "LOAD", script)
-                await connection.read_response()
-            # The stream redis-py read its handshake from hands the socket over to us.
-            transport = connection._writer.transport
-            link = _Link(transport, self._timeout)
-            transport.set_protocol(link)
-            self._link = link
-            return link
+        """The callers that find no connection share one attempt, and its failure: while Redis
+        hangs they all fail after one timeout, not one timeout after another."""
+        attempt = self._attempt
+        if attempt is None:
+            attempt = self._attempt = asyncio.ensure_future(self._open())
+            attempt.add_done_callback(self._attempted)
+        return await asyncio.shield(attempt)  # a caller cancelled does not cancel the others'
+
+    def _attempted(self, attempt: asyncio.Future[_Link]) -> None:
+        self._attempt = None
+        if not attempt.cancelled():
+            attempt.exception()  # seen by the callers; marked retrieved for a lone one
+
+    async def _open(self) -> _Link:
+        await self._drop()
+        connection = await self._pool.get_connection()
+        self._connection = connection
+        # Loaded on every new connection (a new connection may mean a restarted or a
+        # failed-over server): the first decisions then need no NOSCRIPT round.
+        for script in self._scripts:
+            await connection.send_command("SCRIPT", "LOAD", script)
+            await connection.read_response()
+        # The stream redis-py read its handshake from hands the socket over to us.
+        transport = connection._writer.transport
+        link = _Link(transport, self._timeout)
+        transport.set_protocol(link)
+        self._link = link
+        return link
 
     async def _drop(self) -> None:
         connection, self._connection = self._connection, None
@@ -261,8 +271,9 @@ class _Pipeline:
             await self._pool.release(connection)
 
     async def close(self) -> None:
-        async with self._lock:
-            await self._drop()
+        if self._attempt is not None:
+            self._attempt.cancel()
+        await self._drop()
 
 
 def _sha(script: str) -> str:

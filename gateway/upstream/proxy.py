@@ -12,7 +12,7 @@ from gateway.errors import BadRequest, UpstreamConnectError, UpstreamTimeout
 from gateway.observability.logs import get_logger
 from gateway.resilience.call import send_upstream
 from gateway.runtime import RouteRuntime
-from gateway.server.connection import Answer, StreamedAnswer
+from gateway.server.connection import NO_BODY, Answer, StreamedAnswer
 from gateway.server.request import ProxyRequest
 from gateway.state import BODY, BYTES_IN, BYTES_OUT, REQUEST_ID, ROUTE, STATE, UPSTREAM_SECONDS
 from gateway.upstream.client import CHUNK_SIZE, UpstreamResponse
@@ -20,9 +20,6 @@ from gateway.upstream.headers import add_forwarded, end_to_end
 from gateway.upstream.websocket import is_websocket_upgrade, proxy_websocket
 
 log = get_logger("gateway.upstream")
-
-# Statuses whose responses never carry a body (RFC 9110 §6.4.1).
-_NO_BODY = frozenset({204, 304})
 
 
 async def proxy(request: ProxyRequest) -> Answer:
@@ -88,7 +85,7 @@ async def _counted_body(request: ProxyRequest) -> AsyncIterator[bytes]:
 async def _stream_back(request: ProxyRequest, up: UpstreamResponse) -> StreamedAnswer:
     answer = StreamedAnswer(up.status, up.reason, end_to_end(up.headers, downstream=True))
     length = up.headers.get("Content-Length")
-    has_body = request.method != "HEAD" and up.status not in _NO_BODY
+    has_body = request.method != "HEAD" and up.status not in NO_BODY
     size = None
     if length is not None and length.isdigit():
         if has_body:

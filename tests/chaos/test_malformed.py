@@ -45,6 +45,10 @@ REFUSED = [
                  id="te-obs-fold"),
     pytest.param(POST + b"Transfer-Encoding: identity\r\nContent-Length: 3\r\n\r\nabc", 400,
                  id="te-identity-and-cl"),
+    pytest.param(POST + b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"3\r\nabc\r\n0\r\n\r\n", 400, id="te-gzip-then-chunked"),
+    pytest.param(b"POST /echo HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"3\r\nabc\r\n0\r\n\r\n", 400, id="te-in-http-1.0"),
     pytest.param(POST + b"Content-Length: +3\r\n\r\nabc", 400, id="cl-plus-sign"),
     pytest.param(POST + b"Content-Length: 3, 3\r\n\r\nabc", 400, id="cl-list"),
     pytest.param(POST + b"Content-Length: 0x3\r\n\r\nabc", 400, id="cl-hex"),
@@ -81,8 +85,10 @@ REFUSED = [
     pytest.param(b"GET /echo/\xff\xfe HTTP/1.1\r\nHost: a\r\n\r\n", 400, id="utf8-invalid-path"),
     pytest.param(b"GET /echo HTTP/1.1\r\nHost: a\r\nX-\xff: v\r\n\r\n", 400,
                  id="utf8-invalid-header-name"),
+    # Connection: close, since a JSON body that is not UTF-8 is a bad body, not bad framing.
     pytest.param(b"POST /echo/json HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: 8\r\n\r\n{\"a\":\"\xff\"}", 400, id="utf8-invalid-json"),
+                 b"Connection: close\r\nContent-Length: 9\r\n\r\n{\"a\":\"\xff\"}", 400,
+                 id="utf8-invalid-json"),
 ]  # fmt: skip
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import redis.asyncio as aioredis
@@ -206,3 +207,34 @@ def test_script_errors_keep_their_kind() -> None:
     assert isinstance(missing, NoScriptError)
     assert isinstance(demoted, ReadOnlyError)
     assert type(broken) is ResponseError
+
+
+async def test_decisions_waiting_on_a_silent_redis_fail_together() -> None:
+    """Twenty decisions against a Redis that accepts connections and never answers all fail
+    as StoreUnavailable within about one timeout, not one timeout after another."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", timeout=0.25)
+    strategy = SlidingWindow(5, 60)
+
+    async def decide(n: int) -> float:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            await strategy.hit(store, f"rl:{{r|k{n}}}", 1, 1_700_000_000.0)
+        return time.monotonic() - started
+
+    try:
+        waited = await asyncio.gather(*(decide(n) for n in range(20)))
+    finally:
+        await store.close()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert max(waited) < 1.0, sorted(waited)
+    assert len(accepted) <= 2

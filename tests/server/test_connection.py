@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from email.utils import parsedate_to_datetime
 
@@ -10,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.conftest import GatewayFactory
+from tests.conftest import GatewayFactory, policy_text
 from tests.ops.conftest import eventually
 from tests.upstream.conftest import RawConnection, exchange, upstream_hits
 
@@ -133,6 +134,80 @@ async def test_pipelined_answers_come_back_in_request_order(make_gateway: Gatewa
     assert (second.status, second.json()["raw_path"]) == (200, "/echo/second")
     assert (third.status, third.json()["raw_path"]) == (200, "/echo/third")
     assert len({r.header("X-Request-ID") for r in (first, second, third)}) == 3
+
+
+async def test_a_refused_head_in_a_pipeline_is_answered_after_those_before_it(
+    make_gateway: GatewayFactory,
+) -> None:
+    """Two valid requests and a broken one written at once: both are answered, then the broken
+    one gets its 400 problem, then the connection closes."""
+    gw = await make_gateway(POLICY)
+    connection = await RawConnection.open(gw.gateway.addresses["proxy"])
+    try:
+        await connection.send(
+            b"GET /echo/one HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET /echo/two HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET /echo/three HTTP/1.1\r\nHost a\r\n\r\n"
+        )
+        answers = [await connection.response() for _ in range(3)]
+        assert await closed_by_gateway(connection)
+    finally:
+        await connection.close()
+    assert [a.status for a in answers] == [200, 200, 400]
+    assert [a.json()["raw_path"] for a in answers[:2]] == ["/echo/one", "/echo/two"]
+    assert answers[2].header("Content-Type") == "application/problem+json"
+
+
+async def test_a_long_pipeline_is_answered_whole_and_in_order(make_gateway: GatewayFactory) -> None:
+    """Two hundred requests written before any answer is read (reading pauses past 32 queued
+    and resumes) are all answered, in order."""
+    gw = await make_gateway(POLICY)
+    connection = await RawConnection.open(gw.gateway.addresses["proxy"])
+    try:
+        await connection.send(
+            b"".join(b"GET /echo/%d HTTP/1.1\r\nHost: a\r\n\r\n" % i for i in range(200))
+        )
+        paths = [(await connection.response()).json()["raw_path"] for _ in range(200)]
+    finally:
+        await connection.close()
+    assert paths == [f"/echo/{i}" for i in range(200)]
+
+
+async def test_a_head_that_never_ends_is_refused_long_before_the_header_timeout(
+    make_gateway: GatewayFactory, upstream: TestServer
+) -> None:
+    """A header value streamed without end gets 431 once the head passes its bound, not after
+    limits.header_timeout and not after the gateway buffered all of it."""
+    gw = await make_gateway(POLICY)
+    connection = await RawConnection.open(gw.gateway.addresses["proxy"])
+    started = time.monotonic()
+    try:
+        await connection.send(b"GET /echo/endless HTTP/1.1\r\nHost: a\r\nX-Big: ")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(64):  # 4 MiB, far past the bound of ~74 KB
+                await connection.send(b"a" * 65536)
+        response = await connection.response()
+    finally:
+        await connection.close()
+    assert response.status == 431
+    assert time.monotonic() - started < 5
+    assert "/echo/endless" not in await upstream_hits(upstream)
+
+
+async def test_a_fragment_never_reaches_routes_limits_or_the_upstream(
+    make_gateway: GatewayFactory,
+) -> None:
+    """`/echo/limited#x` counts against the same limit as `/echo/limited` and travels without
+    its fragment."""
+    gw = await make_gateway(POLICY)
+    first = await exchange(
+        gw.gateway.addresses["proxy"], b"GET /echo/limited#x HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
+    second = await exchange(
+        gw.gateway.addresses["proxy"], b"GET /echo/limited#y HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
+    assert (first.status, first.json()["raw_path"]) == (200, "/echo/limited")
+    assert second.status == 429
 
 
 # -- the idle timeout -----------------------------------------------------------------------
@@ -306,6 +381,33 @@ async def test_graceful_stop_closes_idle_connections_and_finishes_in_flight(
         await idle.close()
         await busy.close()
     assert idle_closed < slow_answered
+
+
+async def test_stop_cuts_what_outlives_the_grace_period_and_leaves_nothing_running(
+    make_gateway: GatewayFactory, upstream: TestServer, client: aiohttp.ClientSession
+) -> None:
+    """A request still in flight when shutdown.grace ends is cut, and once stop returns no task
+    of the proxy port is left answering it."""
+    text = policy_text(POLICY, str(upstream.make_url("")).rstrip("/"))
+    gw = await make_gateway(text.replace("grace: 5s", "grace: 300ms"))
+    busy = await RawConnection.open(gw.gateway.addresses["proxy"])
+    try:
+        await busy.send(b"GET /slow?seconds=5 HTTP/1.1\r\nHost: a\r\n\r\n")
+
+        async def slow_in_flight() -> bool:
+            async with client.get(gw.url("metrics", "/metrics")) as response:
+                return "gateway_requests_in_flight 1.0" in await response.text()
+
+        await eventually(slow_in_flight)
+        started = time.monotonic()
+        await asyncio.wait_for(gw.gateway.stop(), 3)
+        stopped_after = time.monotonic() - started
+        assert await closed_by_gateway(busy, within=1)
+    finally:
+        await busy.close()
+    serving = [t for t in asyncio.all_tasks() if "HttpConnection._serve" in repr(t.get_coro())]
+    assert serving == []
+    assert stopped_after < 2
 
 
 # -- upgrades other than WebSocket ----------------------------------------------------------
