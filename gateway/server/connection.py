@@ -66,11 +66,11 @@ class _DateHeader:
         self._second = 0
         self._value = ""
 
-    def now(self, loop_time: float) -> str:
-        second = int(loop_time)
-        if second != self._second:
-            self._second = second
-            self._value = formatdate(time.time(), usegmt=True)
+    def now(self) -> str:
+        wall = time.time()
+        if int(wall) != self._second:
+            self._second = int(wall)
+            self._value = formatdate(wall, usegmt=True)
         return self._value
 
 
@@ -476,7 +476,7 @@ class HttpConnection(asyncio.Protocol):
         elif request.version == HttpVersion10:
             lines.append("Connection: keep-alive\r\n")
         if "Date" not in headers:
-            lines.append(f"Date: {DATE.now(self.loop.time())}\r\n")
+            lines.append(f"Date: {DATE.now()}\r\n")
         for name, value in headers.items():
             lines.append(f"{name}: {value}\r\n")
         lines.append("\r\n")

@@ -109,7 +109,7 @@ class ProxyServer:
             f"X-Request-ID: {request_id}",
             f"Content-Length: {len(body)}",
             "Connection: close",  # what follows on this connection cannot be trusted
-            f"Date: {DATE.now(self.loop.time())}",
+            f"Date: {DATE.now()}",
         ]
         transport = connection.transport
         if transport is not None and not transport.is_closing():
