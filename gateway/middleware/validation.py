@@ -61,9 +61,8 @@ def request_head(request: ProxyRequest) -> RequestHead:
         method=request.method,
         target=raw_target,
         query_string=raw_target.partition("?")[2],
-        header_count=len(request.raw_headers),
-        # name, ": ", value, CRLF: the bytes the client sent for its header block
-        header_bytes=sum(len(name) + len(value) + 4 for name, value in request.raw_headers),
+        header_count=len(request.headers),
+        header_bytes=request.header_bytes,
         media_type=MediaType.parse(request.headers.get("Content-Type")),
         content_length=request.content_length,
         has_body=request.body_exists,

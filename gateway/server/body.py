@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from aiohttp.http_exceptions import PayloadEncodingError
+from aiohttp.http_exceptions import PayloadEncodingError, TransferEncodingError
 
 HIGH_WATER = 256 * 1024
 """Buffered body bytes at which the connection stops reading from the client."""
@@ -35,7 +35,6 @@ class RequestBody:
         "_size",
         "_waiter",
         "expects_continue",
-        "received",
     )
 
     def __init__(self, flow: FlowControl) -> None:
@@ -46,12 +45,10 @@ class RequestBody:
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self.expects_continue = False
-        self.received = 0
 
     def feed(self, data: bytes) -> None:
         self._chunks.append(data)
         self._size += len(data)
-        self.received += len(data)
         if self._size > HIGH_WATER:
             self._flow.pause_reading()
         self._wake()
@@ -118,5 +115,11 @@ class RequestBody:
             yield chunk
 
 
-def truncated() -> PayloadEncodingError:
+def cut_short() -> PayloadEncodingError:
+    """The error a body fails with when the client stops sending before its end."""
     return PayloadEncodingError("The connection closed before the request body was complete")
+
+
+def broken_framing() -> TransferEncodingError:
+    """The error a body fails with when its chunked framing breaks mid-way."""
+    return TransferEncodingError("The request body's chunked framing is broken")

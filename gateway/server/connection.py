@@ -12,18 +12,17 @@ import asyncio
 import socket
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING, cast
 
 import httptools
 from aiohttp import HttpVersion, HttpVersion10, HttpVersion11, web
-from aiohttp.http_exceptions import TransferEncodingError
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.errors import BadRequest, HeaderFieldsTooLarge, Rejection
-from gateway.server.body import RequestBody, truncated
+from gateway.server.body import RequestBody, broken_framing, cut_short
 from gateway.server.request import ProxyRequest
 from gateway.upstream.headers import IPNetwork, peer_facts
 
@@ -98,6 +97,7 @@ class HttpConnection(asyncio.Protocol):
         self._url: list[bytes] = []
         self._url_size = 0
         self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
         self._body: RequestBody | None = None  # the body the parser is feeding
         self._queue: deque[ProxyRequest | Rejection] = deque()
         self._wakeup: asyncio.Future[None] | None = None
@@ -181,7 +181,7 @@ class HttpConnection(asyncio.Protocol):
         self._closing = True  # no request can follow
         self._peer_eof = True
         if self._body is not None:  # the client stopped sending before its body's end
-            self._body.fail(truncated())
+            self._body.fail(cut_short())
             self._body = None
         if self._lingering or (self._serving is None and not self._queue):
             return None  # nothing to answer: let the transport close
@@ -193,11 +193,11 @@ class HttpConnection(asyncio.Protocol):
         self._cancel_timer()
         self.server.forget(self)
         if self._body is not None:
-            self._body.fail(truncated())
+            self._body.fail(cut_short())
             self._body = None
         for item in self._queue:
             if isinstance(item, ProxyRequest):
-                item.content.fail(truncated())
+                item.content.fail(cut_short())
         drain = self._drain
         if drain is not None and not drain.done():
             drain.set_exception(ConnectionResetError("The client closed the connection"))
@@ -248,6 +248,7 @@ class HttpConnection(asyncio.Protocol):
         self._url.clear()
         self._url_size = 0
         self._headers = []
+        self._header_bytes = 0
 
     def on_url(self, part: bytes) -> None:
         self._url_size += len(part)
@@ -260,11 +261,13 @@ class HttpConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(self._headers) >= MAX_HEADERS:
             raise HeaderFieldsTooLarge("The request has more header fields than the parser allows")
-        if len(name) + len(value) + 2 > self._max_field:
+        size = len(name) + len(value)
+        if size + 2 > self._max_field:
             raise HeaderFieldsTooLarge(
                 f"A header field or the request line is longer than {self._max_field} bytes"
             )
         self._headers.append((name, value))
+        self._header_bytes += size + 4  # name, ": ", value, CRLF: the bytes the client sent
 
     def on_headers_complete(self) -> None:
         self._head_bytes = -1
@@ -282,27 +285,22 @@ class HttpConnection(asyncio.Protocol):
         # A fragment never travels (RFC 9112 §3.2): cut it, as aiohttp did, so that routes and
         # limits see the path the upstream will serve.
         target = target.partition("#")[0]
-        raw_headers = tuple(self._headers)
         headers = CIMultiDict(
             (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
-            for name, value in raw_headers
+            for name, value in self._headers
         )
         hosts = headers.getall("Host", ())
         if len(hosts) > 1 or (not hosts and version == HttpVersion11):
             raise BadRequest("A request needs exactly one Host header")
-        codings = [
-            coding.strip().lower()
-            for value in headers.getall("Transfer-Encoding", ())
-            for coding in value.split(",")
-        ]
-        if codings and (codings != ["chunked"] or version != HttpVersion11):
+        chunked = "Transfer-Encoding" in headers
+        if chunked and (version != HttpVersion11 or _codings(headers) != ["chunked"]):
             # Only chunked is decoded here; forwarding a body still under another coding
             # without saying so would change it, and HTTP/1.0 has no transfer codings.
             raise BadRequest("Transfer-Encoding other than one chunked coding is not served")
         length_text = headers.get("Content-Length")
         length = int(length_text) if length_text is not None else None
         body = RequestBody(self)
-        has_body = bool(length) or "Transfer-Encoding" in headers
+        has_body = bool(length) or chunked
         if has_body:
             self._body = body
             if version == HttpVersion11 and "100-continue" in headers.get("Expect", "").lower():
@@ -317,7 +315,7 @@ class HttpConnection(asyncio.Protocol):
             version,
             CIMultiDictProxy(headers),
             hosts[0] if hosts else self.local_host,
-            raw_headers,
+            self._header_bytes,
             body,
             length,
             has_body,
@@ -356,7 +354,7 @@ class HttpConnection(asyncio.Protocol):
         if body is not None:
             queued = self._queue[-1] if self._queue else None
             if not (isinstance(queued, ProxyRequest) and queued.content is body):
-                body.fail(truncated_framing())  # the client's fault: a 400 from that request
+                body.fail(broken_framing())  # the client's fault: a 400 from that request
                 self._closing = True
                 return
             self._queue.pop()  # not started: nothing of it reached the upstream
@@ -458,29 +456,24 @@ class HttpConnection(asyncio.Protocol):
         keep_alive = self.keeps_alive(request)
         no_body = status in NO_BODY or status < 200
         self._chunked = False
-        lines = [f"HTTP/1.1 {status} {answer.reason or _reason(status)}\r\n"]
+        framing = []
         if request.method == "HEAD":
             if length is not None and not no_body:  # the length a GET would have had
-                lines.append(f"Content-Length: {length}\r\n")
+                framing.append(f"Content-Length: {length}")
         elif not no_body:
             if length is not None:
-                lines.append(f"Content-Length: {length}\r\n")
+                framing.append(f"Content-Length: {length}")
             elif request.version == HttpVersion11:
                 self._chunked = True
-                lines.append("Transfer-Encoding: chunked\r\n")
+                framing.append("Transfer-Encoding: chunked")
             else:
                 keep_alive = False  # an HTTP/1.0 body of unknown length ends with the connection
         if not keep_alive:
-            lines.append("Connection: close\r\n")
+            framing.append("Connection: close")
             self._closing = True
         elif request.version == HttpVersion10:
-            lines.append("Connection: keep-alive\r\n")
-        if "Date" not in headers:
-            lines.append(f"Date: {DATE.now()}\r\n")
-        for name, value in headers.items():
-            lines.append(f"{name}: {value}\r\n")
-        lines.append("\r\n")
-        self._head = "".join(lines).encode("utf-8", "surrogateescape")
+            framing.append("Connection: keep-alive")
+        self._head = render_head(status, answer.reason, headers, framing)
 
     async def write(self, data: bytes) -> None:
         """A piece of the streamed body; waits while the client reads slower than we send."""
@@ -528,13 +521,10 @@ class HttpConnection(asyncio.Protocol):
         """Write the upstream's 101 as it came (its Connection and Upgrade included)."""
         for hook in self.server.prepare_hooks:
             hook(request, answer)
-        lines = [f"HTTP/1.1 101 {answer.reason or 'Switching Protocols'}\r\n"]
-        lines += [f"{name}: {value}\r\n" for name, value in answer.headers.items()]
-        lines.append("\r\n")
         self._head = None
         self._chunked = False
         if self.transport is not None:
-            self.transport.write("".join(lines).encode("utf-8", "surrogateescape") + early)
+            self.transport.write(render_head(101, answer.reason, answer.headers, ()) + early)
 
     def tunnel_to(self, sink: Callable[[bytes], None]) -> None:
         """From now on every byte the client sends goes to `sink` (an upgraded connection)."""
@@ -588,8 +578,25 @@ def _not_http() -> BadRequest:
     return BadRequest("The request is not valid HTTP/1.1")
 
 
-def truncated_framing() -> TransferEncodingError:
-    return TransferEncodingError("The request body's chunked framing is broken")
+def render_head(
+    status: int, reason: str | None, headers: CIMultiDict[str], framing: Iterable[str]
+) -> bytes:
+    """The status line, our framing fields, Date unless given, the answer's fields, CRLF."""
+    lines = [f"HTTP/1.1 {status} {reason or _reason(status)}\r\n"]
+    lines += [f"{field}\r\n" for field in framing]
+    if "Date" not in headers:
+        lines.append(f"Date: {DATE.now()}\r\n")
+    lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
+    lines.append("\r\n")
+    return "".join(lines).encode("utf-8", "surrogateescape")
+
+
+def _codings(headers: CIMultiDict[str]) -> list[str]:
+    return [
+        coding.strip().lower()
+        for value in headers.getall("Transfer-Encoding", ())
+        for coding in value.split(",")
+    ]
 
 
 def _reason(status: int) -> str:

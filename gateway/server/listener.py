@@ -14,7 +14,7 @@ from gateway.observability.logs import get_logger
 from gateway.observability.metrics import status_class
 from gateway.policy.model import Limits
 from gateway.problem import problem_response
-from gateway.server.connection import DATE, Handler, HttpConnection, PrepareHook
+from gateway.server.connection import Handler, HttpConnection, PrepareHook, render_head
 from gateway.server.request import ProxyRequest
 from gateway.state import STATE
 
@@ -103,17 +103,13 @@ class ProxyServer:
         )
         body = response.body
         assert isinstance(body, bytes)
-        head = [f"HTTP/1.1 {error.status} {response.reason}"]
-        head += [f"{name}: {value}" for name, value in response.headers.items()]
-        head += [
-            f"X-Request-ID: {request_id}",
-            f"Content-Length: {len(body)}",
-            "Connection: close",  # what follows on this connection cannot be trusted
-            f"Date: {DATE.now()}",
-        ]
+        response.headers["X-Request-ID"] = request_id
+        # Connection: close, since what follows on this connection cannot be trusted.
+        framing = (f"Content-Length: {len(body)}", "Connection: close")
+        head = render_head(error.status, response.reason, response.headers, framing)
         transport = connection.transport
         if transport is not None and not transport.is_closing():
-            transport.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+            transport.write(head + body)
 
     def log_unexpected(self, request: ProxyRequest) -> None:
         # The capture step turns every exception into an answer; this is a broken client

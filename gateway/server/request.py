@@ -21,6 +21,8 @@ T = TypeVar("T")
 
 
 class ProxyRequest:
+    """One request as the pipeline steps read it; `request[KEY]` holds what steps pass on."""
+
     __slots__ = (
         "_store",
         "_url",
@@ -29,12 +31,12 @@ class ProxyRequest:
         "connection",
         "content",
         "content_length",
+        "header_bytes",
         "headers",
         "host",
         "keep_alive",
         "method",
         "path",
-        "raw_headers",
         "raw_path",
         "remote",
         "version",
@@ -50,7 +52,7 @@ class ProxyRequest:
         version: HttpVersion,
         headers: CIMultiDictProxy[str],
         host: str,
-        raw_headers: tuple[tuple[bytes, bytes], ...],
+        header_bytes: int,
         content: RequestBody,
         content_length: int | None,
         body_exists: bool,
@@ -63,7 +65,7 @@ class ProxyRequest:
         self.version = version
         self.headers = headers
         self.host = host  # the Host header, or (HTTP/1.0 without one) the address we listen on
-        self.raw_headers = raw_headers
+        self.header_bytes = header_bytes  # of the header block as sent, counted by the parser
         self.content = content
         self.content_length = content_length
         self.body_exists = body_exists
@@ -85,9 +87,6 @@ class ProxyRequest:
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._store[key] = value
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._store
 
     @overload
     def get(self, key: web.RequestKey[T], default: None = None) -> T | None: ...

@@ -70,12 +70,10 @@ async def proxy_websocket(
         lines = [f"GET {target} HTTP/1.1", "Connection: Upgrade", "Upgrade: websocket"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape"))
-        head, early = await _read_head(reader, timeouts.read)
-        if head.status != 101:
-            raise UpstreamConnectError(
-                f"The upstream refused the WebSocket upgrade ({head.status})"
-            )
-        answer = StreamedAnswer(101, head.callbacks.reason or None, head.callbacks.headers)
+        status, head, early = await _read_head(reader, timeouts.read)
+        if status != 101:
+            raise UpstreamConnectError(f"The upstream refused the WebSocket upgrade ({status})")
+        answer = StreamedAnswer(101, head.reason or None, head.headers)
         connection = request.connection
         connection.switch_protocols(request, answer, early)
         connection.tunnel_to(_Forward(writer, connection))
@@ -91,14 +89,8 @@ async def proxy_websocket(
             await writer.wait_closed()
 
 
-class _Parsed:
-    def __init__(self, status: int, callbacks: _Head) -> None:
-        self.status = status
-        self.callbacks = callbacks
-
-
-async def _read_head(reader: asyncio.StreamReader, read_timeout: float) -> tuple[_Parsed, bytes]:
-    """The upstream's answer head, and the bytes that came after it (its first frames)."""
+async def _read_head(reader: asyncio.StreamReader, read_timeout: float) -> tuple[int, _Head, bytes]:
+    """The upstream's status and head, and the bytes that came after it (its first frames)."""
     callbacks = _Head()
     parser = httptools.HttpResponseParser(callbacks)
     try:
@@ -110,9 +102,9 @@ async def _read_head(reader: asyncio.StreamReader, read_timeout: float) -> tuple
                 try:
                     parser.feed_data(data)
                 except httptools.HttpParserUpgrade as upgrade:
-                    return _Parsed(parser.get_status_code(), callbacks), data[upgrade.args[0] :]
+                    return parser.get_status_code(), callbacks, data[upgrade.args[0] :]
                 if callbacks.done:
-                    return _Parsed(parser.get_status_code(), callbacks), b""
+                    return parser.get_status_code(), callbacks, b""
     except TimeoutError as exc:
         raise UpstreamTimeout("The upstream did not answer the WebSocket upgrade in time") from exc
     except httptools.HttpParserError as exc:
