@@ -92,10 +92,10 @@ class Family(Collector, Generic[Child]):
         raise NotImplementedError
 
     def labels(self, *values: str) -> Child:
-        if len(values) != len(self.labelnames):
-            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
         child = self._children.get(values)
         if child is None:
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
             child = self._new()
             if len(self._children) < _MAX_CHILDREN:
                 self._children[values] = child
