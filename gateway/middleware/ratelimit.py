@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.errors import RateLimited, StoreUnavailable
 from gateway.observability.logs import get_logger
 from gateway.observability.metrics import GatewayMetrics
-from gateway.ratelimit.headers import whole_seconds, write_rate_limit_headers
+from gateway.ratelimit.headers import rate_limit_lines, whole_seconds
 from gateway.ratelimit.identity import RequestFacts
 from gateway.ratelimit.limiter import Outcome, RouteLimiter, Verdict
 from gateway.server.connection import Answer, Handler
@@ -122,11 +122,12 @@ def _raise_if_denied(verdict: Verdict) -> None:
     )
 
 
-def add_rate_limit_headers(request: ProxyRequest, response: Answer) -> None:
+def add_rate_limit_headers(request: ProxyRequest, response: Answer) -> str:
     """Prepare hook: the verdict's headers on allowed and refused responses alike."""
     verdict = request.get(VERDICT)
     if verdict is None:
-        return
+        return ""
     limiter: RouteLimiter | None = request[ROUTE].limiter
-    if limiter is not None:
-        write_rate_limit_headers(limiter, verdict, response.headers)
+    if limiter is None:
+        return ""
+    return rate_limit_lines(limiter, verdict, response.headers)

@@ -6,6 +6,7 @@ import os
 import re
 
 import structlog
+from multidict import istr
 
 from gateway.server.connection import Answer, Handler
 from gateway.server.request import ProxyRequest
@@ -13,6 +14,7 @@ from gateway.state import REQUEST_ID
 
 # Ids travel into logs and upstream headers: accept only short, printable, header-safe ones.
 _WELL_FORMED = re.compile(r"^[A-Za-z0-9._:+=/-]{1,128}$")
+X_REQUEST_ID = istr("X-Request-ID")
 
 
 async def request_id(request: ProxyRequest, handler: Handler) -> Answer:
@@ -25,8 +27,13 @@ async def request_id(request: ProxyRequest, handler: Handler) -> Answer:
     return await handler(request)
 
 
-def add_request_id_header(request: ProxyRequest, response: Answer) -> None:
-    """Prepare hook: every response, streamed or not, carries the request id."""
+def add_request_id_header(request: ProxyRequest, response: Answer) -> str:
+    """Prepare hook: every response, streamed or not, carries the request id (ours replaces
+    the one an upstream echoes; the id is header-safe, checked above or minted)."""
     rid = request.get(REQUEST_ID)
-    if rid is not None:
-        response.headers["X-Request-ID"] = rid
+    if rid is None:
+        return ""
+    headers = response.headers
+    if X_REQUEST_ID in headers:
+        del headers[X_REQUEST_ID]
+    return "X-Request-ID: " + rid + "\r\n"

@@ -3,6 +3,9 @@
 RateLimit-Policy: "per-ip";q=10;w=300          (rendered once per route)
 RateLimit: "per-ip";r=3;t=120
 X-RateLimit-Limit: 10   X-RateLimit-Remaining: 3   X-RateLimit-Reset: 120 (seconds)
+
+They are rendered straight into head lines ("Name: value\r\n"): five fields set one by one in a
+header map, then rendered from it, cost more than the rest of the decision.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ RATE_LIMIT = istr("RateLimit")
 LIMIT = istr("X-RateLimit-Limit")
 REMAINING = istr("X-RateLimit-Remaining")
 RESET = istr("X-RateLimit-Reset")
+DRAFT = (POLICY, RATE_LIMIT)
+LEGACY = (LIMIT, REMAINING, RESET)
 
 _ceil = math.ceil
 
@@ -29,15 +34,18 @@ def whole_seconds(seconds: float) -> int:
     return max(1, _ceil(seconds - 1e-9))
 
 
-def write_rate_limit_headers(
+def rate_limit_lines(
     limiter: RouteLimiter, verdict: Verdict, headers: MutableMapping[str, str]
-) -> None:
-    """Set the verdict's fields on a response's headers, replacing any the upstream sent."""
+) -> str:
+    """The verdict's fields as head lines; `headers` (the answer's own) loses any field of the
+    same names, so ours replace what the upstream sent rather than repeat it."""
     results = verdict.results
     head = verdict.headline
-    policy = limiter.policy_header
-    if policy is not None:
-        headers[POLICY] = policy
+    lines = ""
+    policy = limiter.policy_line
+    if policy:
+        _drop(headers, DRAFT)
+        lines = policy
         if len(results) == 1:  # the common case: one rule, also the headline when advertised
             result = results[0]
             rule = result.rule
@@ -45,13 +53,21 @@ def write_rate_limit_headers(
             if decision is not None and rule.enforce and rule.draft_headers:
                 remaining = str(decision.remaining)
                 reset = str(max(1, _ceil(decision.reset_after - 1e-9)))  # whole_seconds
-                headers[RATE_LIMIT] = rule.draft_item + remaining + ";t=" + reset
+                lines += rule.draft_line + remaining + ";t=" + reset + "\r\n"
                 if result is head and rule.legacy_headers:
+                    _drop(headers, LEGACY)
                     limit = decision.limit
-                    headers[LIMIT] = rule.limit_text if limit == rule.limit else str(limit)
-                    headers[REMAINING] = remaining
-                    headers[RESET] = reset
-                return
+                    return (
+                        lines
+                        + "X-RateLimit-Limit: "
+                        + (rule.limit_text if limit == rule.limit else str(limit))
+                        + "\r\nX-RateLimit-Remaining: "
+                        + remaining
+                        + "\r\nX-RateLimit-Reset: "
+                        + reset
+                        + "\r\n"
+                    )
+                return lines
         else:
             items = [
                 f"{r.rule.draft_item}{d.remaining};t={whole_seconds(d.reset_after)}"
@@ -59,8 +75,18 @@ def write_rate_limit_headers(
                 if (d := r.decision) is not None and r.rule.enforce and r.rule.draft_headers
             ]
             if items:
-                headers[RATE_LIMIT] = ", ".join(items)
+                lines += "RateLimit: " + ", ".join(items) + "\r\n"
     if head is not None and (decision := head.decision) is not None and head.rule.legacy_headers:
-        headers[LIMIT] = str(decision.limit)
-        headers[REMAINING] = str(decision.remaining)
-        headers[RESET] = str(whole_seconds(decision.reset_after))
+        _drop(headers, LEGACY)
+        lines += (
+            f"X-RateLimit-Limit: {decision.limit}\r\n"
+            f"X-RateLimit-Remaining: {decision.remaining}\r\n"
+            f"X-RateLimit-Reset: {whole_seconds(decision.reset_after)}\r\n"
+        )
+    return lines
+
+
+def _drop(headers: MutableMapping[str, str], names: tuple[istr, ...]) -> None:
+    for name in names:
+        if name in headers:
+            del headers[name]

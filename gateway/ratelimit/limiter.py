@@ -84,6 +84,8 @@ class CompiledRule:
     adaptive: AdaptiveFactor | None
     draft_item: str
     """`"name";r=`: the constant head of this rule's item in the RateLimit field."""
+    draft_line: str
+    """`RateLimit: "name";r=`: the same, when the item is the field's only one."""
     advertised: bool
     """An enforced rule with some header family on: it may be the legacy headers' headline."""
     limit: int
@@ -119,6 +121,7 @@ class CompiledRule:
             if rule.adaptive is not None
             else None,
             draft_item=f'"{rule.name}";r=',
+            draft_line=f'RateLimit: "{rule.name}";r=',
             advertised=rule.mode == "enforce" and rate and rule.headers != "none",
             limit=limit,
             limit_text=str(limit),
@@ -165,24 +168,25 @@ class RouteLimiter:
         """True when a refusal may wait for a slot: such a limiter always takes `check`."""
         self._advertised = tuple(r for r in self.rules if r.enforce and r.draft_headers)
         self._adaptive = any(r.adaptive is not None for r in self._advertised)
-        self._policy_header = self._render_policy()
+        self._policy_line = self._render_policy()
         self.meters: Any = None
         """What the middleware binds for this limiter at its first request (metric children):
         kept here because the limiter lives exactly as long as the route it serves."""
 
-    def _render_policy(self) -> str | None:
+    def _render_policy(self) -> str:
         items = []
         for r in self._advertised:
             limit = r.strategy.limit
             if r.adaptive is not None:
                 limit = scaled(limit, r.adaptive.factor)
             items.append(f'"{r.name}";q={limit};w={max(1, round(r.strategy.window))}')
-        return ", ".join(items) or None
+        return f"RateLimit-Policy: {', '.join(items)}\r\n" if items else ""
 
     @property
-    def policy_header(self) -> str | None:
-        """RateLimit-Policy: rendered once, unless adaptive throttling is moving a limit."""
-        return self._render_policy() if self._adaptive else self._policy_header
+    def policy_line(self) -> str:
+        """The RateLimit-Policy head line ("" when no rule advertises one): rendered once,
+        unless adaptive throttling is moving a limit."""
+        return self._render_policy() if self._adaptive else self._policy_line
 
     def rule(self, name: str) -> CompiledRule | None:
         return next((rule for rule in self.all_rules if rule.name == name), None)

@@ -146,6 +146,9 @@ class SlidingWindow:
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
         self.window = window
+        # The window index as key suffixes, formatted when the window turns, not per request.
+        self._index = 0
+        self._suffixes = (":0", ":-1")
 
     def _windows(self, key: str, now: float, scale: float) -> tuple[int, float, float, str, str]:
         """The scaled limit, the current window's start, the previous window's weight, and
@@ -153,9 +156,12 @@ class SlidingWindow:
         window = self.window
         limit = self.limit if scale == 1.0 else scaled(self.limit, scale)
         index = int(now // window)
+        if index != self._index:
+            self._index, self._suffixes = index, (f":{index}", f":{index - 1}")
+        current, previous = self._suffixes
         start = index * window
         weight = 1.0 - (now - start) / window
-        return limit, start, weight, f"{key}:{index}", f"{key}:{index - 1}"
+        return limit, start, weight, key + current, key + previous
 
     async def hit(
         self, store: LimitStore, key: str, cost: int, now: float, scale: float = 1.0

@@ -54,7 +54,9 @@ class StreamedAnswer:
 
 
 Answer = web.Response | StreamedAnswer
-PrepareHook = Callable[[ProxyRequest, Answer], None]
+PrepareHook = Callable[[ProxyRequest, Answer], str]
+"""Run as an answer's head is written: returns head lines of its own ("Name: value\r\n"...,
+"" for none), having removed any field of the same name from the answer's headers."""
 Handler = Callable[[ProxyRequest], Awaitable[Answer]]
 
 
@@ -449,8 +451,9 @@ class HttpConnection(asyncio.Protocol):
         `length` is the body's size when known; None streams it chunked (HTTP/1.1) or until
         the connection closes (HTTP/1.0). HEAD and 204/304 answers never carry a body.
         """
+        lines = ""
         for hook in self.server.prepare_hooks:
-            hook(request, answer)
+            lines += hook(request, answer)
         status = answer.status
         headers = answer.headers
         keep_alive = self.keeps_alive(request)
@@ -473,7 +476,7 @@ class HttpConnection(asyncio.Protocol):
             self._closing = True
         elif request.version == HttpVersion10:
             framing.append("Connection: keep-alive")
-        self._head = render_head(status, answer.reason, headers, framing)
+        self._head = render_head(status, answer.reason, headers, framing, lines)
 
     async def write(self, data: bytes) -> None:
         """A piece of the streamed body; waits while the client reads slower than we send."""
@@ -519,12 +522,14 @@ class HttpConnection(asyncio.Protocol):
 
     def switch_protocols(self, request: ProxyRequest, answer: StreamedAnswer, early: bytes) -> None:
         """Write the upstream's 101 as it came (its Connection and Upgrade included)."""
+        lines = ""
         for hook in self.server.prepare_hooks:
-            hook(request, answer)
+            lines += hook(request, answer)
         self._head = None
         self._chunked = False
         if self.transport is not None:
-            self.transport.write(render_head(101, answer.reason, answer.headers, ()) + early)
+            head = render_head(101, answer.reason, answer.headers, (), lines)
+            self.transport.write(head + early)
 
     def tunnel_to(self, sink: Callable[[bytes], None]) -> None:
         """From now on every byte the client sends goes to `sink` (an upgraded connection)."""
@@ -579,14 +584,20 @@ def _not_http() -> BadRequest:
 
 
 def render_head(
-    status: int, reason: str | None, headers: CIMultiDict[str], framing: Iterable[str]
+    status: int,
+    reason: str | None,
+    headers: CIMultiDict[str],
+    framing: Iterable[str],
+    rendered: str = "",
 ) -> bytes:
-    """The status line, our framing fields, Date unless given, the answer's fields, CRLF."""
+    """The status line, our framing fields, Date unless given, the answer's fields, the lines
+    the prepare hooks rendered, CRLF."""
     lines = [f"HTTP/1.1 {status} {reason or _reason(status)}\r\n"]
     lines += [f"{field}\r\n" for field in framing]
     if "Date" not in headers:
         lines.append(f"Date: {DATE.now()}\r\n")
     lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
+    lines.append(rendered)
     lines.append("\r\n")
     return "".join(lines).encode("utf-8", "surrogateescape")
 

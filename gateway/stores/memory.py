@@ -67,8 +67,9 @@ class MemoryStore:
         current = int(entry[0]) if entry is not None else 0
         previous = 0
         if weight > 0:
-            before = self._entry(previous_key, now)
-            if before is not None:
+            # Only read: the previous window is never written again, so it is not marked used.
+            before = self._data.get(previous_key)
+            if before is not None and before[1] > now:
                 previous = int(before[0])
         if previous * weight + current + cost > limit:
             return _new(WindowCount, (False, current, previous))

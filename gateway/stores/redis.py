@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import re
 from collections import deque
+from collections.abc import Awaitable
 from typing import Any
 
 import hiredis
@@ -228,10 +229,16 @@ class _Pipeline:
         self._connection: Any = None
         self._attempt: asyncio.Future[_Link] | None = None
 
-    async def call(self, command: bytes, *, first: bool = False) -> Any:
+    def call(self, command: bytes, *, first: bool = False) -> Awaitable[Any]:
+        """The reply to `command`; connected, the link's future itself (no coroutine to step
+        through per decision)."""
         link = self._link
         if link is None or not link.open:
-            link = await self._connect()
+            return self._connect_and_send(command, first)
+        return link.send(command, first=first)
+
+    async def _connect_and_send(self, command: bytes, first: bool) -> Any:
+        link = await self._connect()
         return await link.send(command, first=first)
 
     async def _connect(self) -> _Link:

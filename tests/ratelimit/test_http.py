@@ -89,6 +89,31 @@ async def test_header_families_are_switchable(
     assert headers["X-RateLimit-Limit"] == "5"
 
 
+async def test_the_gateways_fields_replace_those_the_upstream_sends(
+    make_gateway: GatewayFactory, client: aiohttp.ClientSession
+) -> None:
+    """An upstream that limits too (or echoes the request id) is not heard twice: the client
+    reads one value of each field, the gateway's; a family the rule leaves off passes through."""
+    extra = """  - name: up
+    match: {path_prefix: /headers}
+    rate_limit:
+      - {name: per-ip, limit: 3, window: 1h, headers: draft}"""
+    gw = await make_gateway(policy("memory://", PER_IP, extra))
+    sent = (
+        "h=RateLimit-Policy:%22up%22%3Bq%3D1%3Bw%3D1&h=ratelimit:%22up%22%3Br%3D0%3Bt%3D1"
+        "&h=X-RateLimit-Limit:1&h=X-RateLimit-Remaining:0&h=X-Request-ID:theirs"
+    )
+    async with client.get(gw.proxy + "/headers?" + sent, headers={"X-Request-ID": "ours"}) as r:
+        headers = r.headers
+    assert headers.getall("RateLimit-Policy") == ['"per-ip";q=3;w=3600']
+    assert headers.getall("RateLimit")[0].startswith('"per-ip";r=2;t=')
+    assert len(headers.getall("RateLimit")) == 1
+    assert headers.getall("X-Request-ID") == ["ours"]
+    # headers: draft renders no legacy fields, so the upstream's own pass untouched.
+    assert headers.getall("X-RateLimit-Limit") == ["1"]
+    assert headers.getall("X-RateLimit-Remaining") == ["0"]
+
+
 async def test_every_rule_must_pass_and_the_tightest_answers(
     make_gateway: GatewayFactory, client: aiohttp.ClientSession, store_url: str
 ) -> None:
