@@ -25,6 +25,12 @@ REMAINING = istr("X-RateLimit-Remaining")
 RESET = istr("X-RateLimit-Reset")
 DRAFT = (POLICY, RATE_LIMIT)
 LEGACY = (LIMIT, REMAINING, RESET)
+_NAMES = {  # by (draft fields on, legacy fields on)
+    (True, True): DRAFT + LEGACY,
+    (True, False): DRAFT,
+    (False, True): LEGACY,
+    (False, False): (),
+}
 
 _ceil = math.ceil
 
@@ -40,42 +46,29 @@ def rate_limit_lines(
     """The verdict's fields as head lines; `headers` (the answer's own) loses any field of the
     same names, so ours replace what the upstream sent rather than repeat it."""
     results = verdict.results
+    fields = limiter.one_rule_fields
+    if fields is not None:  # the common case: one rule, filled in with two numbers
+        result = results[0]
+        rule = result.rule
+        decision = result.decision
+        if decision is not None and decision.limit == rule.limit:
+            _drop(headers, _NAMES[rule.draft_headers, rule.legacy_headers])
+            template, families = fields
+            values = (decision.remaining, max(1, _ceil(decision.reset_after - 1e-9)))
+            return template % (values * families)
     head = verdict.headline
     lines = ""
     policy = limiter.policy_line
     if policy:
         _drop(headers, DRAFT)
         lines = policy
-        if len(results) == 1:  # the common case: one rule, also the headline when advertised
-            result = results[0]
-            rule = result.rule
-            decision = result.decision
-            if decision is not None and rule.enforce and rule.draft_headers:
-                remaining = str(decision.remaining)
-                reset = str(max(1, _ceil(decision.reset_after - 1e-9)))  # whole_seconds
-                lines += rule.draft_line + remaining + ";t=" + reset + "\r\n"
-                if result is head and rule.legacy_headers:
-                    _drop(headers, LEGACY)
-                    limit = decision.limit
-                    return (
-                        lines
-                        + "X-RateLimit-Limit: "
-                        + (rule.limit_text if limit == rule.limit else str(limit))
-                        + "\r\nX-RateLimit-Remaining: "
-                        + remaining
-                        + "\r\nX-RateLimit-Reset: "
-                        + reset
-                        + "\r\n"
-                    )
-                return lines
-        else:
-            items = [
-                f"{r.rule.draft_item}{d.remaining};t={whole_seconds(d.reset_after)}"
-                for r in results
-                if (d := r.decision) is not None and r.rule.enforce and r.rule.draft_headers
-            ]
-            if items:
-                lines += "RateLimit: " + ", ".join(items) + "\r\n"
+        items = [
+            f"{r.rule.draft_item}{d.remaining};t={whole_seconds(d.reset_after)}"
+            for r in results
+            if (d := r.decision) is not None and r.rule.enforce and r.rule.draft_headers
+        ]
+        if items:
+            lines += "RateLimit: " + ", ".join(items) + "\r\n"
     if head is not None and (decision := head.decision) is not None and head.rule.legacy_headers:
         _drop(headers, LEGACY)
         lines += (

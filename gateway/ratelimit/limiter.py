@@ -90,8 +90,6 @@ class CompiledRule:
     """An enforced rule with some header family on: it may be the legacy headers' headline."""
     limit: int
     """The limit its decisions report when not scaled (the burst, for a token bucket)."""
-    limit_text: str
-    """That limit as X-RateLimit-Limit renders it."""
 
     @classmethod
     def compile(cls, rule: RateLimitRule) -> CompiledRule:
@@ -124,7 +122,6 @@ class CompiledRule:
             draft_line=f'RateLimit: "{rule.name}";r=',
             advertised=rule.mode == "enforce" and rate and rule.headers != "none",
             limit=limit,
-            limit_text=str(limit),
         )
 
     @property
@@ -169,6 +166,7 @@ class RouteLimiter:
         self._advertised = tuple(r for r in self.rules if r.enforce and r.draft_headers)
         self._adaptive = any(r.adaptive is not None for r in self._advertised)
         self._policy_line = self._render_policy()
+        self.one_rule_fields = self._one_rule_fields()
         self.meters: Any = None
         """What the middleware binds for this limiter at its first request (metric children):
         kept here because the limiter lives exactly as long as the route it serves."""
@@ -181,6 +179,24 @@ class RouteLimiter:
                 limit = scaled(limit, r.adaptive.factor)
             items.append(f'"{r.name}";q={limit};w={max(1, round(r.strategy.window))}')
         return f"RateLimit-Policy: {', '.join(items)}\r\n" if items else ""
+
+    def _one_rule_fields(self) -> tuple[str, int] | None:
+        """For one enforced rule at a fixed limit, all its fields as one %-template and how
+        many times it takes (remaining count, seconds to the reset), once per field family."""
+        if len(self.rules) != 1 or self._adaptive:
+            return None
+        rule = self.rules[0]
+        if not rule.advertised:
+            return None
+        template = ""
+        if rule.draft_headers:  # rule names never hold a '%' (the policy model's pattern)
+            template += self._policy_line + rule.draft_line + "%d;t=%d\r\n"
+        if rule.legacy_headers:
+            template += (
+                f"X-RateLimit-Limit: {rule.limit}\r\n"
+                "X-RateLimit-Remaining: %d\r\nX-RateLimit-Reset: %d\r\n"
+            )
+        return template, rule.draft_headers + rule.legacy_headers
 
     @property
     def policy_line(self) -> str:
