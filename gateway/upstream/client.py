@@ -51,10 +51,13 @@ class UpstreamClient(Protocol):
         headers: CIMultiDict[str],
         body: bytes | AsyncIterable[bytes] | None,
         timeouts: Timeouts,
+        deadline: float | None = None,
     ) -> UpstreamResponse:
         """Send one request; raise UpstreamConnectError or UpstreamTimeout when it fails.
 
-        A Rejection raised by the body iterator (the client's body is malformed) is re-raised.
+        `deadline` (the event loop's clock) bounds the whole try up to the response head, as
+        a per-try timeout does: past it, UpstreamTimeout. A Rejection raised by the body
+        iterator (the client's body is malformed) is re-raised.
         """
         ...
 
@@ -104,12 +107,14 @@ class AiohttpUpstreamClient:
         headers: CIMultiDict[str],
         body: bytes | AsyncIterable[bytes] | None,
         timeouts: Timeouts,
+        deadline: float | None = None,
     ) -> UpstreamResponse:
         timeout = aiohttp.ClientTimeout(
             total=None, connect=timeouts.connect, sock_read=timeouts.read
         )
+        overall = asyncio.get_running_loop().time() + timeouts.connect + timeouts.read
         try:
-            async with asyncio.timeout(timeouts.connect + timeouts.read):
+            async with asyncio.timeout_at(overall if deadline is None else min(overall, deadline)):
                 response = await self._session.request(
                     method,
                     # encoded=True: the target travels byte for byte (no %7E -> ~, no ../ folding).

@@ -211,12 +211,17 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         self.pool._discard(self)
 
-    async def wait(self, read_timeout: float) -> None:
-        """Until the parser has news (headers, body bytes, the end) or `read_timeout` passes."""
+    async def wait(self, read_timeout: float, deadline: float | None = None) -> None:
+        """Until the parser has news (headers, body bytes, the end), or `read_timeout` passes,
+        or the try's `deadline` does: one timer either way."""
         if self.error is not None:
             raise self.error
-        waiter = self.waiter = self.loop.create_future()
-        timer = self.loop.call_later(read_timeout, self._timed_out, waiter)
+        loop = self.loop
+        waiter = self.waiter = loop.create_future()
+        at = loop.time() + read_timeout
+        if deadline is not None and deadline < at:
+            at = deadline
+        timer = loop.call_at(at, self._timed_out, waiter)
         try:
             await waiter
         finally:
@@ -334,22 +339,23 @@ class LeanUpstreamClient:
         headers: CIMultiDict[str],
         body: bytes | AsyncIterable[bytes] | None,
         timeouts: Timeouts,
+        deadline: float | None = None,
     ) -> UpstreamResponse:
         origin, target = self._origin(url)
         head, chunked = _head(method, target, headers, body)
         replayable = body is None or isinstance(body, bytes)
-        conn = await self._acquire(origin, timeouts.connect, fresh=False)
+        conn = await self._acquire(origin, timeouts.connect, fresh=False, deadline=deadline)
         try:
-            return await self._exchange(conn, method, head, body, chunked, timeouts.read)
+            return await self._exchange(conn, method, head, body, chunked, timeouts.read, deadline)
         except _Stale:
             if not (conn.reused and replayable and method in _IDEMPOTENT):
                 raise UpstreamConnectError(
                     "The upstream closed the connection without answering"
                 ) from None
         # The upstream closed an idle connection as we sent on it: once more, on a new one.
-        conn = await self._acquire(origin, timeouts.connect, fresh=True)
+        conn = await self._acquire(origin, timeouts.connect, fresh=True, deadline=deadline)
         try:
-            return await self._exchange(conn, method, head, body, chunked, timeouts.read)
+            return await self._exchange(conn, method, head, body, chunked, timeouts.read, deadline)
         except _Stale:
             raise UpstreamConnectError(
                 "The upstream closed the connection without answering"
@@ -363,6 +369,7 @@ class LeanUpstreamClient:
         body: bytes | AsyncIterable[bytes] | None,
         chunked: bool,
         read_timeout: float,
+        deadline: float | None,
     ) -> UpstreamResponse:
         transport = conn.transport
         assert transport is not None
@@ -382,7 +389,7 @@ class LeanUpstreamClient:
             body_task.add_done_callback(conn.body_failed)
         try:
             while not conn.headers_done:
-                await conn.wait(read_timeout)
+                await conn.wait(read_timeout, deadline)
         except BaseException as exc:
             if body_task is not None and not body_task.done():
                 body_task.cancel()
@@ -412,9 +419,12 @@ class LeanUpstreamClient:
                 self._origins[key] = origin
         return origin, target
 
-    async def _acquire(self, origin: _Origin, connect_timeout: float, fresh: bool) -> _Connection:
+    async def _acquire(
+        self, origin: _Origin, connect_timeout: float, fresh: bool, deadline: float | None
+    ) -> _Connection:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + connect_timeout
+        by = loop.time() + connect_timeout
+        deadline = by if deadline is None or by < deadline else deadline
         while True:
             if not fresh:
                 idle = self._idle.get(origin.key)
