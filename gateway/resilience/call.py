@@ -84,7 +84,7 @@ async def _tries(
     body: Body,
 ) -> UpstreamResponse:
     client = request.app[STATE].upstream
-    loop = asyncio.get_running_loop()
+    loop = request.connection.loop  # asyncio.get_running_loop() is a getpid() syscall
     deadline = None if res.total is None else loop.time() + res.total
     retry = res.retry if res.retry is not None and res.retry.allows_method(request.method) else None
     if retry is not None and body is not None and not isinstance(body, bytes):

@@ -331,6 +331,8 @@ class LeanUpstreamClient:
         self._idle: dict[str, list[_Connection]] = {}
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._origins: dict[str, _Origin] = {}
+        # Bound at the first request: asyncio.get_running_loop() costs a getpid() syscall.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def send(
         self,
@@ -422,7 +424,9 @@ class LeanUpstreamClient:
     async def _acquire(
         self, origin: _Origin, connect_timeout: float, fresh: bool, deadline: float | None
     ) -> _Connection:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         by = loop.time() + connect_timeout
         deadline = by if deadline is None or by < deadline else deadline
         while True:
