@@ -17,6 +17,7 @@ from gateway.validation.limits import MediaType, RequestHead
 from gateway.validation.validator import BodyOutcome, Validator
 
 log = get_logger("gateway.validation")
+_new = tuple.__new__
 
 VALIDATED = web.RequestKey("validated_body", BodyOutcome)
 """The decoded body (JSON document or form fields) for the steps after this one."""
@@ -57,16 +58,21 @@ async def validation(request: ProxyRequest, handler: Handler) -> Answer:
 
 def request_head(request: ProxyRequest) -> RequestHead:
     raw_target = request.raw_path
-    return RequestHead(
-        method=request.method,
-        target=raw_target,
-        query_string=raw_target.partition("?")[2],
-        header_count=len(request.headers),
-        header_bytes=request.header_bytes,
-        media_type=MediaType.parse(request.headers.get("Content-Type")),
-        content_length=request.content_length,
-        has_body=request.body_exists,
-        content_encoding=request.headers.get("Content-Encoding"),
+    headers = request.headers
+    # tuple.__new__: the NamedTuple's own constructor is a Python-level call.
+    return _new(
+        RequestHead,
+        (
+            request.method,
+            raw_target,
+            raw_target.partition("?")[2],
+            len(headers),
+            request.header_bytes,
+            MediaType.parse(headers.get("Content-Type")),
+            request.content_length,
+            request.body_exists,
+            headers.get("Content-Encoding"),
+        ),
     )
 
 

@@ -19,11 +19,11 @@ _NOT_FORWARDED_DOWNSTREAM = HOP_BY_HOP | {"content-length"}
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def _connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> set[str]:
-    tokens: set[str] = set()
-    for value in headers.getall("Connection", ()):
-        tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
-    return tokens
+# A peer sends the same Connection value on every message ("keep-alive", mostly).
+@functools.lru_cache(maxsize=256)
+def _connection_tokens(value: str) -> frozenset[str]:
+    """The field names a Connection value lists, lower-cased."""
+    return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
 
 
 def end_to_end(
@@ -34,8 +34,10 @@ def end_to_end(
     Content-Length and Host are dropped too: the HTTP layer on each side recomputes them.
     """
     dropped = _NOT_FORWARDED_DOWNSTREAM if downstream else _NOT_FORWARDED_UPSTREAM
-    if "Connection" in headers:
-        dropped = dropped | _connection_tokens(headers)
+    for value in headers.getall("Connection", ()):
+        tokens = _connection_tokens(value)
+        if not tokens <= dropped:  # keep-alive and close are dropped anyway
+            dropped = dropped | tokens
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in headers.items():
         if name.lower() not in dropped:

@@ -533,11 +533,10 @@ def _head(
     elif "Content-Length" not in headers:
         headers["Transfer-Encoding"] = "chunked"
         chunked = True
-    lines = [f"{method} {target} HTTP/1.1"]
-    lines.extend(f"{name}: {value}" for name, value in headers.items())
-    lines.append("\r\n")
-    text = "\r\n".join(lines)
+    lines = [f"{name}: {value}\r\n" for name, value in headers.items()]
+    text = f"{method} {target} HTTP/1.1\r\n{''.join(lines)}\r\n"
     # A CR or LF inside a name or value would split the head: header injection.
-    if text.count("\n") != len(lines) or text.count("\r") != len(lines):
+    breaks = len(lines) + 2
+    if text.count("\n") != breaks or text.count("\r") != breaks:
         raise UpstreamConnectError("A request header carries a line break")
     return text.encode("utf-8", "surrogateescape"), chunked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from gateway.errors import (
     HeaderFieldsTooLarge,
@@ -47,9 +48,9 @@ class MediaType:
         return self.essence == "multipart/form-data"
 
 
-@dataclass(frozen=True, slots=True)
-class RequestHead:
-    """What the head checks need from a request, independent of the HTTP library."""
+class RequestHead(NamedTuple):
+    """What the head checks need from a request, independent of the HTTP library (a tuple:
+    made for every request, where a frozen dataclass's __init__ costs a setattr per field)."""
 
     method: str
     target: str  # the request target as sent: path and query, still percent-encoded
