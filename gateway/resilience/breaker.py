@@ -20,10 +20,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 Clock = Callable[[], float]
 """Monotonic seconds; tests pass a fake one and move it."""
+
+_new = tuple.__new__  # a NamedTuple without its Python-level constructor
 
 
 class State(StrEnum):
@@ -63,9 +65,9 @@ class BreakerConfig:
     half_open_calls: int = 5
 
 
-@dataclass(frozen=True, slots=True)
-class Permit:
-    """Leave to make one call; hand it back with `record` or `release`."""
+class Permit(NamedTuple):
+    """Leave to make one call; hand it back with `record` or `release` (a tuple: one is made
+    per upstream call, and a frozen dataclass's __init__ costs a setattr per field)."""
 
     epoch: int
     started: float
@@ -183,7 +185,7 @@ class Breaker:
             self._move(State.HALF_OPEN, "open_for_elapsed", now)
             state = State.HALF_OPEN
         if state is State.CLOSED or state is State.DISABLED:
-            return Permit(self._epoch, now, probe=False)
+            return _new(Permit, (self._epoch, now, False))
         if state is State.HALF_OPEN and self._probes_out < self.config.half_open_calls:
             self._probes_out += 1
             return Permit(self._epoch, now, probe=True)
