@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/crs_detection.py                  # CRS from ../shared/crs-4.28.0
     .venv/bin/python bench/crs_detection.py --misses         # also list what passed / blocked
+    .venv/bin/python bench/crs_detection.py --dump FILE      # every verdict, one JSON line each
+        # (compare two dumps with `cmp`: an engine change must leave them byte for byte equal)
     .venv/bin/python bench/crs_detection.py --levels 1 --reference modsecurity
         # side by side with ModSecurity 2.9.7 on a throwaway Apache (Debian: apt-get install
         # apache2 libapache2-mod-security2): rates per family and carrier, every disagreement;
@@ -37,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 from types import TracebackType
+from typing import TextIO
 from urllib.parse import quote, urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -636,12 +639,15 @@ def run_level(
     all_cases: list[tuple[str, str, str, RequestView]],
     level: int,
     show_misses: bool,
+    dump: TextIO | None = None,
 ) -> None:
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     by_carrier: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     misses: list[str] = []
     for family, carrier, payload, view in all_cases:
         verdict = engine.evaluate(view)
+        if dump is not None:
+            dump.write(_dump_line(level, family, carrier, payload, verdict))
         hit = verdict.blocked
         totals[family][0] += hit
         totals[family][1] += 1
@@ -660,6 +666,23 @@ def run_level(
     if show_misses:
         print("  misses (attacks that passed, benign that was blocked):")
         print("\n".join(misses) or "  none")
+
+
+def _dump_line(level: int, family: str, carrier: str, payload: str, verdict: Verdict) -> str:
+    """What a verdict decides and why, without its timing: equal engines write equal lines."""
+    record = {
+        "level": level,
+        "family": family,
+        "carrier": carrier,
+        "payload": payload,
+        "blocked": verdict.blocked,
+        "score": verdict.anomaly_score,
+        "rule_ids": verdict.rule_ids,
+        "fields": verdict.fields,
+        "blocked_by": verdict.blocked_by,
+        "failure": verdict.failure,
+    }
+    return json.dumps(record) + "\n"
 
 
 def run_level_with_reference(
@@ -754,6 +777,9 @@ def main() -> None:
     )
     parser.add_argument("--misses", action="store_true", help="list missed attacks, blocked benign")
     parser.add_argument(
+        "--dump", type=Path, help="write every verdict to this file, one JSON line per request"
+    )
+    parser.add_argument(
         "--reference",
         choices=["modsecurity"],
         help="also run every request through ModSecurity v2 + CRS on a throwaway local Apache",
@@ -768,16 +794,18 @@ def main() -> None:
     if args.reference:
         signal.signal(signal.SIGTERM, _stop_on_signal)
         signal.signal(signal.SIGHUP, _stop_on_signal)
-    for level in args.levels:
-        engine = CrsEngine.load(
-            args.rules, paranoia_level=level, anomaly_threshold=args.threshold, time_budget=30.0
-        )
-        if args.reference:
-            run_level_with_reference(
-                engine, all_cases, level, args.rules, args.misses, args.keep_reference_logs
+    with contextlib.ExitStack() as stack:
+        dump = stack.enter_context(args.dump.open("w")) if args.dump else None
+        for level in args.levels:
+            engine = CrsEngine.load(
+                args.rules, paranoia_level=level, anomaly_threshold=args.threshold, time_budget=30.0
             )
-        else:
-            run_level(engine, all_cases, level, args.misses)
+            if args.reference:
+                run_level_with_reference(
+                    engine, all_cases, level, args.rules, args.misses, args.keep_reference_logs
+                )
+            else:
+                run_level(engine, all_cases, level, args.misses, dump)
 
 
 if __name__ == "__main__":

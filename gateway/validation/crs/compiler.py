@@ -92,6 +92,10 @@ NO_OP_CTLS = frozenset(
 
 HARMLESS_DIRECTIVES = frozenset({"SecComponentSignature"})
 
+NEVER_SET = frozenset({"XML"})
+
+"""Variables that never hold a value here (no XML body processor): nothing to search in them."""
+
 # Variables whose values cannot change while the rules run: safe to prefilter once per request.
 STATIC_VARIABLES = (frozenset(COLLECTIONS) | frozenset(SCALARS)) - {
     "TX",
@@ -218,6 +222,8 @@ class CompiledRule:
     values: tuple[Atom, ...] | None = None
     """One atom per target (same order), when the rule transforms values of static targets
     (multiMatch aside): the values are then transformed all at once, as the atom's joined text."""
+    operand: str = ""
+    """The operator's argument as written (macros unexpanded)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +258,12 @@ Step = CompiledRule | str
 
 
 def in_ranges(rule_id: int, ranges: Iterable[tuple[int, int]]) -> bool:
-    return any(low <= rule_id <= high for low, high in ranges)
+    # Asked for every rule once a ctl has removed some: any() and its generator cost twice
+    # as much as the plain loop.
+    for low, high in ranges:  # noqa: SIM110 (the loop is the point, see above)
+        if low <= rule_id <= high:
+            return True
+    return False
 
 
 numeric = operators.numeric
@@ -319,6 +330,9 @@ class Compiler:
         self.atom_by_id: dict[int, Atom] = {}
         self.set_patterns: dict[int, list[bytes]] = {}
         self.updates: list[tuple[IdRanges, tuple[VariableSpec, ...]]] = []
+        self.reads_matched_across = False
+        """Some top-level rule reads MATCHED_VAR* before it matches: what an earlier rule
+        matched is then visible to it (CRS reads them in chained rules only)."""
         for exclusion in exclusions:
             if exclusion.routes:
                 continue
@@ -409,6 +423,10 @@ class Compiler:
             self.notes.skipped.append(f"{rule.location}: rule {rule_id} skipped: {skip}")
             return None
         self.counts["rules"] += 1
+        if any(spec.name.startswith("MATCHED_VAR") for spec in rule.variables) or (
+            "MATCHED_VAR" in rule.operator.argument.upper()
+        ):
+            self.reads_matched_across = True
         return compiled
 
     def compile_rule(
@@ -521,7 +539,9 @@ class Compiler:
             if operator.set_pattern is not None:
                 # \A or \z would not hold inside newline-joined values: no prefilter then.
                 if not _TEXT_ANCHOR.search(operator.set_pattern):
-                    scan = self.atoms_of(tuple(specs), chain_id, targets, tuple(functions))
+                    scan = _searched(
+                        self.atoms_of(tuple(specs), chain_id, targets, tuple(functions))
+                    )
                     prefilter = self.prefilter(scan, chain_id, operator.set_pattern)
                     # Past the chain's RE2 set, the rule's own regex over each joined target
                     # tells whether any single value can match.
@@ -529,7 +549,7 @@ class Compiler:
                         "(?m)" + operator.set_pattern.decode("latin-1")
                     ).search
             elif operator.joinable:
-                scan = self.atoms_of(tuple(specs), chain_id, targets, tuple(functions))
+                scan = _searched(self.atoms_of(tuple(specs), chain_id, targets, tuple(functions)))
         elif (
             multi_match
             and operator.set_pattern is not None
@@ -542,7 +562,9 @@ class Compiler:
             scan_match = operators.compile_regex(
                 "(?m)" + operator.set_pattern.decode("latin-1")
             ).search
-            scan = self.atoms_of(tuple(specs), chain_id, targets, tuple(functions), stages=True)
+            scan = _searched(
+                self.atoms_of(tuple(specs), chain_id, targets, tuple(functions), stages=True)
+            )
         values = None
         if (
             self.use_prefilter
@@ -576,6 +598,7 @@ class Compiler:
             scan=scan,
             scan_match=scan_match,
             values=values,
+            operand=rule.operator.argument,
         )
 
     def prefilter(self, atoms: tuple[Atom, ...], chain_id: int, pattern: bytes) -> Prefilter:
@@ -668,6 +691,11 @@ class Compiler:
 
 class _Skip(Exception):
     """This rule cannot be evaluated faithfully; it is left out and listed in the report."""
+
+
+def _searched(atoms: tuple[Atom, ...]) -> tuple[Atom, ...]:
+    """The atoms worth a search: XML has no body processor here, so it never holds a value."""
+    return tuple(atom for atom in atoms if atom.target.collection not in NEVER_SET)
 
 
 def _field_exclusion(text: str) -> VariableSpec:

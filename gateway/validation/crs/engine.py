@@ -9,9 +9,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from gateway.policy.attacks import Attacks
+from gateway.validation.crs import plan
 from gateway.validation.crs.compiler import (
     Bucket,
-    CompiledRule,
     Compiler,
     CrsLoadError,
     Exclusion,
@@ -50,8 +50,9 @@ class _Settings:
 
 
 class CrsEngine:
-    """A compiled ruleset. Each `evaluate` keeps its state in its own Evaluation; the engine
-    shares only a bounded cache of transformed short values between requests."""
+    """A compiled ruleset. Each `evaluate` keeps its state in its own Evaluation; between
+    requests the engine shares only bounded caches (transformed short values, RE2-set results
+    per target) and the state after phase 1's constant start, which each request copies."""
 
     def __init__(
         self,
@@ -61,7 +62,7 @@ class CrsEngine:
         settings: _Settings,
     ) -> None:
         self._sets = sets
-        self._programs = {phase: _program(steps) for phase, steps in phases.items()}
+        self._programs = {phase: plan.program(steps) for phase, steps in phases.items()}
         self.report = report
         self._setup = _crs_setup(settings)
         self.threshold = settings.anomaly_threshold
@@ -72,9 +73,9 @@ class CrsEngine:
         self._ids = itertools.count()
         self._transformed: dict[tuple[int, str], str] = {}
         self._joined: dict[tuple[int, tuple[str, int]], str] = {}
-        self._bucket_hits: dict[
-            tuple[int, int, tuple[tuple[str, int], ...]], frozenset[int] | None
-        ] = {}
+        self._atom_hits: dict[tuple[int, int, int, tuple[str, int]], frozenset[int] | None] = {}
+        self._start: plan.Start | None = None
+        self._start = self._constant_start()
 
     # ------------------------------------------------------------------ load
 
@@ -160,10 +161,37 @@ class CrsEngine:
             raise CrsLoadError(f"fail_mode must be 'block' or 'pass', not {settings.fail_mode!r}")
         compiler = Compiler(settings.paranoia_level, settings.exclusions, settings.prefilter)
         phases = compiler.compile(directives)
+        if not compiler.reads_matched_across:
+            phases = {phase: plan.without_inert(steps) for phase, steps in phases.items()}
         engine = cls(phases, compiler.build_sets(), compiler.report(paths, 0.0), settings)
         engine.warm_up()
         engine.report = dataclasses.replace(engine.report, seconds=time.perf_counter() - started)
         return engine
+
+    def _constant_start(self) -> plan.Start | None:
+        """Phase 1's constant start run once (see plan.py); None when there is none."""
+        rules, _ = self._programs.get(1, ([], {}))
+        length = plan.constant_length(rules)
+        if not length:
+            return None
+        evaluation = Evaluation(self, RequestView("GET", "/"), None, self._clock())
+        evaluation.deadline = float("inf")
+        try:
+            evaluation.run_phase(1, 0, stop=length)
+        except Exception:  # each request runs these rules then, and fails as it would have
+            return None
+        state = evaluation.state
+        return plan.Start(
+            evaluation.next_rule,
+            dict(state.tx),
+            state.matched_var,
+            state.matched_var_name,
+            list(state.matched_vars),
+            tuple(evaluation.matched),
+            tuple(evaluation.fields),
+            evaluation.blocked_by,
+            evaluation.stopped,
+        )
 
     def warm_up(self) -> None:
         """RE2 builds its DFAs lazily: pay that once at load, not on the first real request."""
@@ -205,18 +233,6 @@ class CrsEngine:
                 )
             return state.verdict(failure="error", elapsed=self._clock() - started)
         return state.verdict(failure=None, elapsed=self._clock() - started)
-
-
-def _program(steps: list[Step]) -> tuple[list[CompiledRule], dict[str, int]]:
-    """The phase's rules alone, and for each marker the index of the first rule after it."""
-    rules: list[CompiledRule] = []
-    markers: dict[str, int] = {}
-    for step in steps:
-        if isinstance(step, str):
-            markers[step] = len(rules)
-        else:
-            rules.append(step)
-    return rules, markers
 
 
 def _crs_setup(settings: _Settings) -> dict[str, str]:

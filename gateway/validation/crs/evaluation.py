@@ -114,10 +114,14 @@ class Evaluation:
         self, engine: CrsEngine, view: RequestView, route: str | None, started: float
     ) -> None:
         self.engine = engine
-        self.state = TxState(
-            RequestData.from_view(view), dict(engine._setup), unique_id=f"{next(engine._ids):016x}"
-        )
         seed = engine._route_exclusions.get(route or "")
+        # A route's exclusions may remove rules of the constant start: such a route runs it.
+        start = self.start = engine._start if seed is None else None
+        self.state = TxState(
+            RequestData.from_view(view),
+            dict(engine._setup if start is None else start.tx),
+            unique_id=f"{next(engine._ids):016x}",
+        )
         self.runtime = (
             Runtime(list(seed.removed), set(seed.removed_tags), list(seed.targets))
             if seed
@@ -133,10 +137,29 @@ class Evaluation:
         self.fields: list[str] = []
         self.blocked_by: int | None = None
         self.stopped = False
+        self.next_rule = 0
+        """Where the last `run_phase` stopped."""
+        if start is not None:
+            self.state.matched_var = start.matched_var
+            self.state.matched_var_name = start.matched_var_name
+            self.state.matched_vars = list(start.matched_vars)
+            self.matched.extend(start.matched)
+            self.fields.extend(start.fields)
+            self.blocked_by = start.blocked_by
+            self.stopped = start.stopped
 
     # -- phases
 
     def run(self) -> None:
+        start = self.start
+        self.run_phase(1, 0 if start is None else start.index)
+        self.run_phase(2, 0)
+
+    def run_phase(self, phase: int, first: int, stop: int | None = None) -> None:
+        """The phase's rules from index `first`, until one at or past `stop` (default: all)."""
+        program = self.engine._programs.get(phase)
+        if program is None:
+            return
         clock = self.engine._clock
         deadline = self.deadline
         state = self.state
@@ -144,44 +167,42 @@ class Evaluation:
         removed_tags = self.runtime.removed_tags
         link = self.link
         chain_hits = self.chain_hits
-        for phase in (1, 2):
-            program = self.engine._programs.get(phase)
-            if program is None:
+        rules, markers = program
+        count = len(rules)
+        end = count if stop is None else stop
+        i = first
+        while i < end and not self.stopped:
+            rule = rules[i]
+            i += 1
+            if clock() > deadline:
+                raise EvaluationTimeout
+            if (removed or removed_tags) and (
+                in_ranges(rule.id, removed) or rule.tags & removed_tags
+            ):
                 continue
-            rules, markers = program
-            count = len(rules)
-            i = 0
-            while i < count and not self.stopped:
-                rule = rules[i]
-                i += 1
-                if clock() > deadline:
-                    raise EvaluationTimeout
-                if (removed or removed_tags) and (
-                    in_ranges(rule.id, removed) or rule.tags & removed_tags
-                ):
+            prefilter = rule.prefilter
+            if prefilter is not None:
+                # Most rules end here: their pattern is in none of the chain's texts.
+                hits = chain_hits.get(prefilter.chain, _UNKNOWN)
+                if hits is _UNKNOWN:
+                    hits = chain_hits[prefilter.chain] = self.chain_pass(prefilter.chain)
+                if hits is not None and prefilter.index not in hits:
                     continue
-                prefilter = rule.prefilter
-                if prefilter is not None:
-                    # Most rules end here: their pattern is in none of the chain's texts.
-                    hits = chain_hits.get(prefilter.chain, _UNKNOWN)
-                    if hits is _UNKNOWN:
-                        hits = chain_hits[prefilter.chain] = self.chain_pass(prefilter.chain)
-                    if hits is not None and prefilter.index not in hits:
-                        continue
-                state.matched_vars = []
-                if not link(rule, rule):
-                    continue
-                if rule.log and rule.id:
-                    self.matched.append(rule.id)
-                    if state.matched_var_name and rule.disruptive not in ("deny", "drop"):
-                        self.fields.append(state.matched_var_name[:100])
-                if rule.disruptive in ("deny", "drop"):
-                    self.blocked_by = rule.id
-                    self.stopped = True
-                elif rule.skip_after is not None:
-                    i = markers.get(rule.skip_after, count)
-                elif rule.skip:
-                    i += rule.skip
+            state.matched_vars = []
+            if not link(rule, rule):
+                continue
+            if rule.log and rule.id:
+                self.matched.append(rule.id)
+                if state.matched_var_name and rule.disruptive not in ("deny", "drop"):
+                    self.fields.append(state.matched_var_name[:100])
+            if rule.disruptive in ("deny", "drop"):
+                self.blocked_by = rule.id
+                self.stopped = True
+            elif rule.skip_after is not None:
+                i = markers.get(rule.skip_after, count)
+            elif rule.skip:
+                i += rule.skip
+        self.next_rule = i
 
     def link(self, rule: CompiledRule, top: CompiledRule) -> bool:
         """Evaluate one rule of a chain; its non-disruptive actions run per matched value."""
@@ -250,37 +271,35 @@ class Evaluation:
         return True
 
     def chain_pass(self, chain: int) -> frozenset[int] | None:
-        """The chain's RE2 sets, each over the joined values of the targets it serves.
+        """The chain's RE2 sets, each over the joined values of each target it serves.
 
         A pattern no set finds is in none of the targets, so most rules are ruled out by a few
         searches per chain; a pattern found is then tried on the rule's own targets (scan).
+        Each target is searched on its own: the headers and cookies of one client recur from
+        request to request, and their results are kept engine-wide, so a request searches
+        little more than what is new in it (its URI, its arguments).
         """
         hits: set[int] = set()
-        joined = self.joined
         raw = self.raw
-        shared = self.engine._bucket_hits
+        shared = self.engine._atom_hits
         for position, bucket in enumerate(self.engine._sets.get(chain, ())):
-            # Keyed by the untransformed values: a repeat skips transformations and search.
-            raws = tuple(raw(atom) for atom in bucket.atoms)
-            small = sum(len(text) for text, _ in raws) <= SHARED_JOINED_TEXT
-            key = (chain, position, raws)
-            found = shared.get(key, _UNKNOWN) if small else _UNKNOWN
-            if found is _UNKNOWN:
-                # A target with no value adds nothing; one empty value is an empty line, which
-                # a pattern like ^$ must still see.
-                texts = dict.fromkeys(
-                    joined(atom)
-                    for atom, (_, separators) in zip(bucket.atoms, raws, strict=True)
-                    if separators >= 0
-                )
-                found = _set_hits(bucket, "\n".join(texts)) if texts else frozenset()
-                if small:
-                    if len(shared) >= SHARED_JOINED_ENTRIES:
-                        shared.clear()
-                    shared[key] = found
-            if found is None:
-                return None
-            hits.update(found)
+            for atom in bucket.atoms:
+                values = raw(atom)
+                if values[1] < 0:
+                    continue  # no value: nothing to find (one empty value is still searched)
+                small = len(values[0]) <= SHARED_JOINED_TEXT
+                # Keyed by the untransformed values: a repeat skips transformations and search.
+                key = (chain, position, atom.id, values)
+                found = shared.get(key, _UNKNOWN) if small else _UNKNOWN
+                if found is _UNKNOWN:
+                    found = _set_hits(bucket, self.joined(atom))
+                    if small:
+                        if len(shared) >= SHARED_JOINED_ENTRIES:
+                            shared.clear()
+                        shared[key] = found
+                if found is None:
+                    return None
+                hits.update(found)
         return frozenset(hits)
 
     def scan_hits(self, rule: CompiledRule, atoms: tuple[Atom, ...]) -> bool:
@@ -351,6 +370,9 @@ class Evaluation:
                     function = atom.transforms[position]
                     values = [function(v) for v in values]
                     result = "\n".join(values)
+                    if result.count("\n") == separators:
+                        # No value gained a newline: the joined text tells them apart again.
+                        values = None
                 cached = cache[key] = (result, values)
             after, values = cached
             if stages is not None and after != text:

@@ -143,25 +143,40 @@ def escape_seq_decode(value: str) -> str:
     return _ESCAPE_SEQ.sub(_esc_replace, value) if "\\" in value else value
 
 
-_CMD_DELETE = str.maketrans("", "", "\\\"'^")
+_CMD_DELETED = "\\\"'^"
 # The separators ModSecurity's cmdLine folds (not \f nor \v); Python's \s would take more.
-_CMD_SPACES = re.compile(r"[ \t\n\r,;]+")
+_CMD_SEPARATORS = "\t\n\r,;"
 _CMD_SPACE_BEFORE = re.compile(r" (?=[/(])")
+
+
+def _delete(value: str, characters: str) -> str:
+    """str.translate deleting characters is slow; a replace per character present is not."""
+    for character in characters:
+        if character in value:
+            value = value.replace(character, "")
+    return value
+
+
+def _fold(value: str, separators: str) -> str:
+    """Each run of spaces and `separators` becomes one space.
+
+    str.replace runs in C where Python's re scans slowly: the separators become spaces, then
+    runs of spaces halve until none is left (log2 of the longest run passes).
+    """
+    for character in separators:
+        if character in value:
+            value = value.replace(character, " ")
+    while "  " in value:
+        value = value.replace("  ", " ")
+    return value
 
 
 def cmd_line(value: str) -> str:
     """Windows/Unix command-line evasions: drop \\ " ' ^, fold separators, lowercase."""
-    value = value.translate(_CMD_DELETE)
-    # Python's re scans slowly; plain substring tests skip the regexes on ordinary text.
-    if "  " in value or _has_any(value, "\t\n\r,;"):
-        value = _CMD_SPACES.sub(" ", value)
+    value = _fold(_delete(value, _CMD_DELETED), _CMD_SEPARATORS)
     if " /" in value or " (" in value:
         value = _CMD_SPACE_BEFORE.sub("", value)
     return ascii_lower(value)
-
-
-def _has_any(value: str, characters: str) -> bool:
-    return any(character in value for character in characters)
 
 
 _TO_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
@@ -178,20 +193,15 @@ def ascii_upper(value: str) -> str:
 
 
 # isspace() and the non-breaking space 0xa0, as ModSecurity's whitespace transformations.
-_WS = re.compile(r"[ \t\n\r\f\v\xa0]+")
-_WS_DELETE = str.maketrans("", "", " \t\n\r\f\v\xa0")
+_WHITESPACE = "\t\n\r\f\v\xa0"
 
 
 def compress_whitespace(value: str) -> str:
-    if "  " in value or _has_any(value, "\t\n\r\f\v\xa0"):
-        return _WS.sub(" ", value)
-    return value
+    return _fold(value, _WHITESPACE)
 
 
 def remove_whitespace(value: str) -> str:
-    # str.replace is far faster than translate or re; the rarer whitespace goes the slow way.
-    value = value.replace(" ", "")
-    return value.translate(_WS_DELETE) if _has_any(value, "\t\n\r\f\v\xa0") else value
+    return _delete(value, " " + _WHITESPACE)
 
 
 _COMMENT = re.compile(r"/\*.*?(?:\*/|\Z)|<!--.*?(?:-->|\Z)|--.*|#.*", re.S)
@@ -239,20 +249,18 @@ def normalise_path_win(value: str) -> str:
     return normalise_path(value.replace("\\", "/"))
 
 
-_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]+")
+_BASE64_ALPHABET = (string.ascii_letters + string.digits + "+/").encode()
+_NOT_BASE64 = bytes(byte for byte in range(256) if byte not in _BASE64_ALPHABET)
 
 
 def base64_decode(value: str) -> str:
     """Characters outside the alphabet are skipped, a dangling sextet dropped, padding added."""
-    cleaned = _NOT_BASE64.sub("", value)
-    return _b64(cleaned)
-
-
-def _b64(cleaned: str) -> str:
+    # Every value holds one character per byte (latin-1): bytes.translate deletes in C.
+    cleaned = value.encode("latin-1", "replace").translate(None, _NOT_BASE64)
     if len(cleaned) % 4 == 1:
         cleaned = cleaned[:-1]
     try:
-        return binascii.a2b_base64(cleaned + "=" * (-len(cleaned) % 4)).decode("latin-1")
+        return binascii.a2b_base64(cleaned + b"=" * (-len(cleaned) % 4)).decode("latin-1")
     except (binascii.Error, ValueError):
         return ""
 
@@ -359,27 +367,18 @@ _TRIGGERS: dict[str, tuple[str, ...]] = {
     "removecommentschar": ("/*", "*/", "<!--", "-->", "--", "#"),
 }
 
+
 # The same transformation with "\n" taken out of the whitespace: exact when no value holds one.
-_WS_LINE = re.compile(r"[ \t\r\f\v\xa0]+")
-_WS_LINE_DELETE = str.maketrans("", "", " \t\r\f\v\xa0")
-_CMD_SPACES_LINE = re.compile(r"[ \t\r,;]+")
-
-
 def _compress_lines(value: str) -> str:
-    if "  " in value or _has_any(value, "\t\r\f\v\xa0"):
-        return _WS_LINE.sub(" ", value)
-    return value
+    return _fold(value, "\t\r\f\v\xa0")
 
 
 def _remove_lines(value: str) -> str:
-    value = value.replace(" ", "")
-    return value.translate(_WS_LINE_DELETE) if _has_any(value, "\t\r\f\v\xa0") else value
+    return _delete(value, " \t\r\f\v\xa0")
 
 
 def _cmd_line_lines(value: str) -> str:
-    value = value.translate(_CMD_DELETE)
-    if "  " in value or _has_any(value, "\t\r,;"):
-        value = _CMD_SPACES_LINE.sub(" ", value)
+    value = _fold(_delete(value, _CMD_DELETED), "\t\r,;")
     if " /" in value or " (" in value:
         value = _CMD_SPACE_BEFORE.sub("", value)
     return ascii_lower(value)
