@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.instructions import LIMITER, PLAIN
 from bench.run import ALL_MEMORY, ALL_REDIS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,3 +77,31 @@ def test_memory_bench_smoke_prints_soak_and_streaming_figures() -> None:
     assert "gateway RSS end/start = " in done.stdout
     assert "gateway upload: +" in done.stdout
     assert "gateway download: +" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("valgrind") is None or shutil.which("nginx") is None,
+    reason="valgrind or nginx is not installed",
+)
+def test_instructions_bench_smoke_counts_nginx_and_the_gateway() -> None:
+    """Under callgrind, nginx and the gateway with and without a limiter get a count each, and
+    the limiter's own cost is printed as its difference."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "instructions.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {
+        cells[1].strip(): float(cells[2].strip().replace(",", ""))
+        for line in done.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| target")
+        for cells in [line.split("|")]
+    }
+    assert set(rows) == {"nginx proxy", PLAIN, LIMITER}
+    # Counted only while collection was on: a warm-up or start-up leaking in would be millions.
+    assert 5_000 < rows["nginx proxy"] < rows[PLAIN] < rows[LIMITER] < 2_000_000
+    assert f"{LIMITER}: the limiter costs " in done.stdout
