@@ -7,7 +7,7 @@ import time
 from aiohttp import web
 
 from gateway.observability.logs import access_wanted, get_logger
-from gateway.server.connection import Answer, Handler
+from gateway.server.connection import Answer, Handler, StreamedAnswer
 from gateway.server.request import ProxyRequest
 from gateway.state import BYTES_IN, BYTES_OUT, ROUTE, STATE, UPSTREAM_SECONDS
 
@@ -27,7 +27,13 @@ async def metrics(request: ProxyRequest, handler: Handler) -> Answer:
     try:
         response = await handler(request)
         status = response.status
-        if isinstance(response, web.Response) and isinstance(response.body, bytes):
+        # The class first: a Response is a MutableMapping, so isinstance() alone would go
+        # through ABCMeta's machinery for every streamed answer.
+        if (
+            response.__class__ is not StreamedAnswer
+            and isinstance(response, web.Response)
+            and isinstance(response.body, bytes)
+        ):
             answered = len(response.body)
         return response
     finally:

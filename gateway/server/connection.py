@@ -91,6 +91,8 @@ class HttpConnection(asyncio.Protocol):
         # A whole head: the request line and a few fields at their largest. Counted as bytes
         # arrive, since llhttp hands a header over only once it is complete.
         self._max_head = self._max_line + 8 * self._max_field
+        self.head_deadline: float | None = None
+        """When the head being awaited is late (loop time); None when none is awaited."""
         self._head_bytes = -1  # bytes of the head being received; -1 between heads
         self.transport: asyncio.Transport | None = None
         self.peer = ""
@@ -417,7 +419,9 @@ class HttpConnection(asyncio.Protocol):
         self._head = None
         try:
             answer = await self.server.handler(request)
-            if isinstance(answer, web.Response):
+            # The class first: a Response is a MutableMapping, so isinstance() alone would go
+            # through ABCMeta's machinery for every streamed answer.
+            if answer.__class__ is not StreamedAnswer and isinstance(answer, web.Response):
                 await self.send_response(request, answer)
             if self._head is not None:  # a streamed head nobody wrote a body after
                 self.end_body()
@@ -565,16 +569,19 @@ class HttpConnection(asyncio.Protocol):
         return task if task is not None and not task.done() else None
 
     def _arm_timer(self) -> None:
+        """Start the header timeout: a deadline the server's sweep reads (ProxyServer.sweep),
+        not a timer handle made and cancelled for every request."""
         self._cancel_timer()
-        self._timer = self.loop.call_later(self._header_timeout, self._header_timed_out)
+        self.head_deadline = self.loop.time() + self._header_timeout
 
     def _cancel_timer(self) -> None:
+        self.head_deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _header_timed_out(self) -> None:
-        self._timer = None
+    def header_timed_out(self) -> None:
+        self.head_deadline = None
         if self.idle:
             self._close()
 

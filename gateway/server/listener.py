@@ -39,6 +39,7 @@ class ProxyServer:
         self.closing = False
         self._server: asyncio.Server | None = None
         self._all_closed: asyncio.Future[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     def forget(self, connection: HttpConnection) -> None:
         self.connections.discard(connection)
@@ -60,8 +61,21 @@ class ProxyServer:
             reuse_port=reuse_port or None,
             backlog=1024,
         )
+        self._sweeper = asyncio.ensure_future(self.sweep())
         bound_host, bound_port = self._server.sockets[0].getsockname()[:2]
         return f"[{bound_host}]:{bound_port}" if ":" in bound_host else f"{bound_host}:{bound_port}"
+
+    async def sweep(self) -> None:
+        """Close the connections whose head is late (limits.header_timeout): one pass over
+        them a few times per timeout, which costs less than a timer per request. A timeout
+        fires up to a quarter of itself (at most a second) after it has passed."""
+        while True:
+            await asyncio.sleep(min(1.0, self.limits().header_timeout / 4))
+            now = self.loop.time()
+            for connection in list(self.connections):
+                deadline = connection.head_deadline
+                if deadline is not None and deadline <= now:
+                    connection.header_timed_out()
 
     async def stop(self, grace: float) -> None:
         """Stop accepting, close idle connections, give busy ones `grace` seconds to finish."""
@@ -80,6 +94,8 @@ class ProxyServer:
             task.cancel()
         if unfinished:
             await asyncio.wait(unfinished, timeout=1.0)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._server is not None:
             await self._server.wait_closed()
 
