@@ -99,6 +99,9 @@ class RetryBudget:
 
     def _bucket(self) -> list[int]:
         second = math.floor(self.clock())
+        buckets = self._buckets
+        if buckets and buckets[-1][0] == second:
+            return buckets[-1]  # made this second: what had expired went when it was made
         while self._buckets and self._buckets[0][0] <= second - self._window:
             _, requests, retries = self._buckets.popleft()
             self._requests -= requests
