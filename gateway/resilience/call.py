@@ -245,6 +245,9 @@ class _HeldResponse:
     def body(self) -> AsyncIterator[bytes]:
         return self._inner.body()
 
+    def arrived_body(self) -> bytes | None:
+        return self._inner.arrived_body()
+
     def release(self) -> None:
         self._inner.release()
         on_release, self._on_release = self._on_release, None

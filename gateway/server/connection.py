@@ -501,13 +501,19 @@ class HttpConnection(asyncio.Protocol):
             finally:
                 self._drain = None
 
-    def end_body(self) -> None:
+    def end_body(self, last: bytes = b"") -> None:
+        """The end of the answer, after `last`, its final piece (the whole of a small body):
+        with the head if it is still held, in one write."""
         transport = self.transport
         data = self._head or b""
         self._head = None
         if self._chunked:
+            if last:
+                data += b"%x\r\n%b\r\n" % (len(last), last)
             data += b"0\r\n\r\n"
             self._chunked = False
+        elif last:
+            data += last
         if data and transport is not None and not transport.is_closing():
             transport.write(data)
 

@@ -38,6 +38,11 @@ class UpstreamResponse(Protocol):
         """The response body, chunk by chunk; raises UpstreamConnectError/UpstreamTimeout."""
         ...
 
+    def arrived_body(self) -> bytes | None:
+        """The whole body when all of it came with the head (a small answer), taken at once
+        and without a stream; None otherwise, and `body()` streams it."""
+        ...
+
     def release(self) -> None:
         """Return the connection to the pool (or drop it if the body was not read to the end)."""
         ...
@@ -81,6 +86,9 @@ class _AiohttpResponse:
             raise UpstreamTimeout("The upstream stopped sending its response") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamConnectError("The upstream broke off its response") from exc
+
+    def arrived_body(self) -> bytes | None:
+        return None  # aiohttp's stream is read through body()
 
     def release(self) -> None:
         self._response.release()

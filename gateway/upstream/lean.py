@@ -301,6 +301,16 @@ class _LeanResponse:
             except Exception as exc:  # stale, or the request body failed once headers were in
                 raise UpstreamConnectError("The upstream broke off its response") from exc
 
+    def arrived_body(self) -> bytes | None:
+        conn = self._conn
+        if conn is None or not conn.complete or conn.error is not None:
+            return None
+        chunks = conn.chunks
+        data = (chunks[0] if len(chunks) == 1 else b"".join(chunks)) if chunks else b""
+        chunks.clear()
+        conn.buffered = 0
+        return data
+
     def release(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:

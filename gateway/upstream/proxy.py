@@ -96,6 +96,11 @@ async def _stream_back(request: ProxyRequest, up: UpstreamResponse) -> StreamedA
     connection.start_answer(request, answer, size)
     sent = 0
     if has_body:
+        whole = up.arrived_body()
+        if whole is not None:  # the common small answer: head and body leave in one write
+            request[BYTES_OUT] = len(whole)
+            connection.end_body(whole)
+            return answer
         try:
             async for chunk in up.body():
                 sent += len(chunk)

@@ -115,6 +115,40 @@ async def test_chunked_upstream_response_arrives_intact(make_gateway: GatewayFac
     assert response.body == b"x" * 7000
 
 
+@pytest.mark.parametrize(
+    ("target", "version", "framing", "body"),
+    [
+        pytest.param("/stream?chunks=2&size=5", "1.1", "chunked", b"x" * 10, id="chunked-1.1"),
+        pytest.param("/stream?chunks=2&size=5", "1.0", None, b"x" * 10, id="chunked-1.0"),
+        pytest.param("/sized?bytes=5", "1.1", "5", b"y" * 5, id="sized-1.1"),
+        pytest.param("/sized?bytes=0", "1.1", "0", b"", id="empty-1.1"),
+    ],
+)
+async def test_small_answers_keep_their_framing_and_the_connection(
+    make_gateway: GatewayFactory, target: str, version: str, framing: str | None, body: bytes
+) -> None:
+    """A small answer, all of it read with its head, leaves in one piece in the framing the
+    client understands; a keep-alive client then sends its next request on the same
+    connection and gets that answer too."""
+    gw = await make_gateway(ROUTES)
+    keep = "Connection: keep-alive\r\n" if version == "1.0" else ""
+    ask = f"GET {target} HTTP/{version}\r\nHost: app\r\n{keep}\r\n".encode()
+    conn = await RawConnection.open(gw.gateway.addresses["proxy"])
+    for _ in range(2 if version == "1.1" else 1):
+        await conn.send(ask)
+        response = await conn.response()
+        assert response.status == 200
+        assert response.body == body
+        if framing == "chunked":
+            assert response.header("Transfer-Encoding") == "chunked"
+        elif framing is None:  # HTTP/1.0 without a length: the close ends the body
+            assert response.header("Transfer-Encoding") is None
+            assert response.header("Content-Length") is None
+        else:
+            assert response.header("Content-Length") == framing
+    conn.writer.close()
+
+
 async def test_sized_upstream_response_keeps_its_content_length(
     make_gateway: GatewayFactory,
 ) -> None:
