@@ -20,11 +20,13 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class ProxyRequest:
-    """One request as the pipeline steps read it; `request[KEY]` holds what steps pass on."""
+class ProxyRequest(dict[Any, Any]):
+    """One request as the pipeline steps read it; `request[KEY]` holds what steps pass on.
+
+    It is itself that store, a dict: `request[KEY]` is then a dict lookup in C, not a Python
+    method per access (a request makes a dozen); the overloads below only type it."""
 
     __slots__ = (
-        "_store",
         "_url",
         "app",
         "body_exists",
@@ -71,29 +73,33 @@ class ProxyRequest:
         self.body_exists = body_exists
         self.keep_alive = keep_alive
         self.remote = connection.peer
-        self._store: dict[Any, Any] = {}
         self._url: URL | None = None
         path = raw_path.partition("?")[0]
         if "%" in path or not path.startswith("/"):
             path = self.rel_url.path  # decoded, as aiohttp's request.path is
         self.path = path
 
-    @overload
-    def __getitem__(self, key: web.RequestKey[T]) -> T: ...
-    @overload
-    def __getitem__(self, key: str) -> Any: ...
-    def __getitem__(self, key: Any) -> Any:
-        return self._store[key]
+    # A request is one object, not a mapping to compare or to test for emptiness.
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+    __hash__ = object.__hash__  # type: ignore[assignment]
 
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._store[key] = value
+    def __bool__(self) -> bool:
+        return True
 
-    @overload
-    def get(self, key: web.RequestKey[T], default: None = None) -> T | None: ...
-    @overload
-    def get(self, key: web.RequestKey[T], default: T) -> T: ...
-    def get(self, key: Any, default: Any = None) -> Any:
-        return self._store.get(key, default)
+    if TYPE_CHECKING:
+
+        @overload
+        def __getitem__(self, key: web.RequestKey[T]) -> T: ...
+        @overload
+        def __getitem__(self, key: str) -> Any: ...
+        def __getitem__(self, key: Any) -> Any: ...
+
+        @overload
+        def get(self, key: web.RequestKey[T], default: None = None) -> T | None: ...
+        @overload
+        def get(self, key: web.RequestKey[T], default: T) -> T: ...
+        def get(self, key: Any, default: Any = None) -> Any: ...
 
     @property
     def rel_url(self) -> URL:
