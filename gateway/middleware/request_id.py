@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 import re
 
-import structlog
 from multidict import istr
 
+from gateway.observability.logs import REQUEST_ID as REQUEST_ID_LOGGED
 from gateway.server.connection import Answer, Handler
 from gateway.server.request import ProxyRequest
 from gateway.state import REQUEST_ID
@@ -24,8 +24,9 @@ async def request_id(request: ProxyRequest, handler: Handler) -> Answer:
     # process's generator (reseeded in forked workers) spares a getrandom() syscall per request.
     rid = offered if offered and _WELL_FORMED.match(offered) else f"{_random_bits(128):032x}"
     request[REQUEST_ID] = rid
-    # Each request runs in its own task, so this binding is seen by that request's lines only.
-    structlog.contextvars.bind_contextvars(request_id=rid)
+    # A connection's requests run one after another in its task, each setting its id first:
+    # every line logged while serving one carries that one's id.
+    REQUEST_ID_LOGGED.set(rid)
     return await handler(request)
 
 
