@@ -67,6 +67,9 @@ class _Connection(asyncio.Protocol):
         self.paused_writing = False
         self.paused_reading = False
         self.error: BaseException | None = None
+        self._deadline: float | None = None  # of the wait in progress, if any
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._reset(head=False)
 
     def _reset(self, head: bool) -> None:
@@ -203,6 +206,9 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(error)
 
     def abort(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.parser is not None and self.error is None:
             # Closed by us mid-answer: the close must not read as the end of an until-close body.
             self.error = UpstreamConnectError("The upstream connection was closed mid-response")
@@ -213,7 +219,12 @@ class _Connection(asyncio.Protocol):
 
     async def wait(self, read_timeout: float, deadline: float | None = None) -> None:
         """Until the parser has news (headers, body bytes, the end), or `read_timeout` passes,
-        or the try's `deadline` does: one timer either way."""
+        or the try's `deadline` does.
+
+        The connection's timer outlives the wait: a later wait whose deadline is no earlier
+        keeps it, and when it fires it moves on to the deadline then in force. So a busy
+        connection makes a timer once per timeout, not one per request (then cancelled).
+        """
         if self.error is not None:
             raise self.error
         loop = self.loop
@@ -221,15 +232,32 @@ class _Connection(asyncio.Protocol):
         at = loop.time() + read_timeout
         if deadline is not None and deadline < at:
             at = deadline
-        timer = loop.call_at(at, self._timed_out, waiter)
+        self._deadline = at
+        if self._timer is None or self._timer_at > at:
+            self._arm(at)
         try:
             await waiter
         finally:
-            timer.cancel()
             self.waiter = None
+            self._deadline = None
 
-    def _timed_out(self, waiter: asyncio.Future[None]) -> None:
-        if not waiter.done():
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_at(at, self._timer_fired)
+        self._timer_at = at
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        at = self._deadline
+        if at is None:
+            return  # between waits: the next one arms its own
+        # Loop timers may fire up to a clock tick early (uvloop's clock counts milliseconds).
+        if at > self.loop.time() + 0.001:
+            self._arm(at)
+            return
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
             self._fail(UpstreamTimeout("The upstream did not answer in time"))
 
     async def write_body(self, body: AsyncIterable[bytes], chunked: bool) -> None:

@@ -307,6 +307,28 @@ async def test_per_try_timeout_is_a_504_problem(
     assert time.monotonic() - started < 2
 
 
+async def test_per_try_timeout_holds_on_a_connection_busy_before(
+    make_gateway: GatewayFactory, client: aiohttp.ClientSession
+) -> None:
+    """A hang after a run of quick answers on the same upstream connection (whose timer the
+    quick ones kept rather than remade) is cut at the per-try timeout all the same."""
+    gw = await make_gateway(
+        """
+        routes:
+          - name: slow
+            timeout: {per_try: 300ms}
+        """
+    )
+    quick_until = time.monotonic() + 0.7  # past two deadlines of the first quick request
+    while time.monotonic() < quick_until:
+        async with client.get(gw.proxy + "/slow?seconds=0.02") as response:
+            assert response.status == 200
+    started = time.monotonic()
+    async with client.get(gw.proxy + "/slow?seconds=5") as response:
+        assert response.status == 504
+    assert 0.25 < time.monotonic() - started < 0.8
+
+
 async def test_total_timeout_bounds_all_tries(
     make_gateway: GatewayFactory, client: aiohttp.ClientSession
 ) -> None:
