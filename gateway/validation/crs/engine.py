@@ -10,17 +10,10 @@ from pathlib import Path
 
 from gateway.policy.attacks import Attacks
 from gateway.validation.crs import plan
-from gateway.validation.crs.compiler import (
-    Bucket,
-    Compiler,
-    CrsLoadError,
-    Exclusion,
-    LoadReport,
-    Step,
-    parse_field,
-    rule_files,
-)
-from gateway.validation.crs.evaluation import Evaluation, EvaluationTimeout, Runtime, Verdict
+from gateway.validation.crs.compiled import CrsLoadError, LoadReport, Step
+from gateway.validation.crs.compiler import Compiler, rule_files
+from gateway.validation.crs.evaluation import Evaluation, EvaluationTimeout, Verdict
+from gateway.validation.crs.exclusions import Exclusion, Runtime, parse_field
 from gateway.validation.crs.parser import (
     Directive,
     SecLangSyntaxError,
@@ -28,6 +21,7 @@ from gateway.validation.crs.parser import (
     parse_text,
 )
 from gateway.validation.crs.request import RequestView
+from gateway.validation.crs.sets import Bucket
 
 __all__ = ["CrsEngine", "CrsLoadError", "Exclusion", "LoadReport", "Verdict", "load_from_policy"]
 

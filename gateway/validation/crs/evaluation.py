@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gateway.validation.crs import operators, transforms
-from gateway.validation.crs.compiler import (
-    SET_SENTINEL,
-    Atom,
-    Bucket,
-    CompiledRule,
-    IdRanges,
-    SetVar,
-    in_ranges,
-    numeric,
-    parse_field,
-)
-from gateway.validation.crs.parser import (
-    Location,
-    SecLangSyntaxError,
-    parse_id_ranges,
-)
+from gateway.validation.crs import operators
+from gateway.validation.crs.compiled import Atom, CompiledRule, SetVar
+from gateway.validation.crs.exclusions import Runtime, in_ranges, parse_field, ranges_or_empty
+from gateway.validation.crs.operators import numeric
 from gateway.validation.crs.request import RequestData, RequestView
-from gateway.validation.crs.variables import (
-    COLLECTIONS,
-    SCALARS,
-    KeyTest,
-    TxState,
+from gateway.validation.crs.sets import set_hits
+from gateway.validation.crs.texts import (
+    SHARED_JOINED_ENTRIES,
+    SHARED_JOINED_TEXT,
+    Texts,
+    each_stage,
 )
+from gateway.validation.crs.variables import COLLECTIONS, SCALARS, TxState
 
 if TYPE_CHECKING:
     from gateway.validation.crs.engine import CrsEngine
@@ -59,18 +48,6 @@ def family_of(rule_id: int) -> str:
     return "other"
 
 
-SHARED_CACHE_VALUE = 256
-
-SHARED_CACHE_ENTRIES = 20_000
-
-"""Engine-wide transformation cache: values up to 256 characters, at most 20k results."""
-
-SHARED_JOINED_TEXT = 1024
-
-SHARED_JOINED_ENTRIES = 4096
-
-"""Engine-wide cache of joined, transformed targets: texts up to 1 KiB, at most 4096 of them."""
-
 _MACRO = re.compile(r"%\{([^}]+)\}")
 
 _UNKNOWN: frozenset[int] = frozenset({-1})
@@ -91,16 +68,6 @@ class Verdict:
     failure: str | None = None
     """'timeout' or 'error' when the evaluation did not finish; then `blocked` is the fail mode."""
     elapsed: float = 0.0
-
-
-@dataclass(slots=True)
-class Runtime:
-    """Per-request exclusions, seeded by route exclusions and grown by ctl actions."""
-
-    removed: list[tuple[int, int]] = field(default_factory=list)
-    removed_tags: set[str] = field(default_factory=set)
-    targets: list[tuple[IdRanges | None, str | None, str, KeyTest]] = field(default_factory=list)
-    """(rule ranges or None, tag or None, collection, key test)."""
 
 
 class EvaluationTimeout(Exception):
@@ -128,11 +95,8 @@ class Evaluation:
             else Runtime()
         )
         self.deadline = started + engine._budget
-        self.cache: dict[tuple[int, str], str] = {}
         self.chain_hits: dict[int, frozenset[int] | None] = {}
-        self.joined_cache: dict[int, str] = {}
-        self.raw_cache: dict[int, tuple[str, int]] = {}
-        self.prefix_cache: dict[tuple[int, int], tuple[str, list[str] | None]] = {}
+        self.texts = Texts(self.state, engine._joined, engine._transformed)
         self.matched: list[int] = []
         self.fields: list[str] = []
         self.blocked_by: int | None = None
@@ -222,6 +186,7 @@ class Evaluation:
         match = rule.match
         negated = rule.negated
         functions = rule.transforms
+        texts = self.texts
         if not rule.targets:
             matches.append(("", "", operators.NO_CAPTURES))
         for position, target in enumerate(rule.targets):
@@ -231,7 +196,9 @@ class Evaluation:
             # All the target's values through the chain at once (most chains are exact on
             # the joined text); one by one only when a value holds a newline.
             lines = (
-                None if rule.values is None else self.value_lines(rule.values[position], len(pairs))
+                None
+                if rule.values is None
+                else texts.value_lines(rule.values[position], len(pairs))
             )
             for index, (name, value) in enumerate(pairs):
                 if excluded and self._excluded(top, name):
@@ -244,9 +211,9 @@ class Evaluation:
                 if lines is not None:
                     candidates = [lines[index]]
                 elif rule.multi_match:
-                    candidates = _stages(functions, value)
+                    candidates = each_stage(functions, value)
                 else:
-                    candidates = [self.transformed(rule.transform_chain, functions, value)]
+                    candidates = [texts.transformed(rule.transform_chain, functions, value)]
                 # multiMatch: as ModSecurity, every stage that changed the value and matches is
                 # a match of its own, and runs the actions again (the score counts each one).
                 for candidate in candidates:
@@ -280,7 +247,8 @@ class Evaluation:
         little more than what is new in it (its URI, its arguments).
         """
         hits: set[int] = set()
-        raw = self.raw
+        texts = self.texts
+        raw = texts.raw
         shared = self.engine._atom_hits
         for position, bucket in enumerate(self.engine._sets.get(chain, ())):
             for atom in bucket.atoms:
@@ -292,7 +260,7 @@ class Evaluation:
                 key = (chain, position, atom.id, values)
                 found = shared.get(key, _UNKNOWN) if small else _UNKNOWN
                 if found is _UNKNOWN:
-                    found = _set_hits(bucket, self.joined(atom))
+                    found = set_hits(bucket, texts.joined(atom))
                     if small:
                         if len(shared) >= SHARED_JOINED_ENTRIES:
                             shared.clear()
@@ -303,127 +271,11 @@ class Evaluation:
         return frozenset(hits)
 
     def scan_hits(self, rule: CompiledRule, atoms: tuple[Atom, ...]) -> bool:
+        joined = self.texts.joined
         if rule.scan_match is not None:
             search = rule.scan_match
-            return any(search(self.joined(atom)) is not None for atom in atoms)
-        return any(rule.match(self.joined(atom), self.expand) is not None for atom in atoms)
-
-    def joined(self, atom: Atom) -> str:
-        """The atom's transformed values joined by newlines (no value has its own edge lost).
-
-        For multiMatch atoms, every transformation stage of every value, one per line.
-        """
-        text = self.joined_cache.get(atom.id)
-        if text is None:
-            raw = self.raw(atom)
-            # Headers, cookies and argument names recur across requests: their transformed
-            # text is kept engine-wide, in a bounded cache that is simply emptied when full.
-            shared = self.engine._joined
-            key = (atom.id, raw)
-            small = len(raw[0]) <= SHARED_JOINED_TEXT
-            text = shared.get(key) if small else None
-            if text is None:
-                text = self.batch(atom, raw)
-                if small:
-                    if len(shared) >= SHARED_JOINED_ENTRIES:
-                        shared.clear()
-                    shared[key] = text
-            self.joined_cache[atom.id] = text
-        return text
-
-    def raw(self, atom: Atom) -> tuple[str, int]:
-        """The atom's untransformed values joined by newlines, and how many newlines join them."""
-        raw = self.raw_cache.get(atom.source)
-        if raw is None:
-            values = [v for _, v in atom.target.fetch(self.state)]
-            raw = self.raw_cache[atom.source] = ("\n".join(values), len(values) - 1)
-        return raw
-
-    def batch(self, atom: Atom, raw: tuple[str, int]) -> str:
-        """The chain run over all the values at once, joined by newlines.
-
-        Each op works on the joined text when it can vouch for the result; when it cannot
-        (a per-value transformation like base64Decode, or a value holding a newline), the
-        values are transformed one by one from there on.
-        Each prefix of a chain is computed once per source: the CRS chains share long prefixes
-        (utf8toUnicode, urlDecodeUni, htmlEntityDecode, jsDecode, cssDecode, ...).
-        """
-        text, separators = raw
-        if separators < 0:
-            return ""
-        stages = [text] if atom.stages else None
-        cache = self.prefix_cache
-        source = atom.source
-        values: list[str] | None = None
-        for position, prefix in enumerate(atom.prefixes):
-            key = (source, prefix)
-            cached = cache.get(key)
-            if cached is None:
-                result = atom.ops[position](text, separators) if values is None else None
-                if result is None:
-                    if values is None:
-                        values = (
-                            text.split("\n")
-                            if text.count("\n") == separators
-                            else self.replay(atom, position)
-                        )
-                    function = atom.transforms[position]
-                    values = [function(v) for v in values]
-                    result = "\n".join(values)
-                    if result.count("\n") == separators:
-                        # No value gained a newline: the joined text tells them apart again.
-                        values = None
-                cached = cache[key] = (result, values)
-            after, values = cached
-            if stages is not None and after != text:
-                stages.append(after)
-            text = after
-        return text if stages is None else "\n".join(stages)
-
-    def value_lines(self, atom: Atom, count: int) -> list[str] | None:
-        """The `count` values of the atom's target, each through the whole chain, in order.
-
-        None when a transformed value holds a newline: the joined text no longer tells the
-        values apart, and the caller transforms them one by one.
-        """
-        text = self.joined(atom)
-        if text.count("\n") != count - 1:
-            return None
-        return text.split("\n")
-
-    def replay(self, atom: Atom, position: int) -> list[str]:
-        """Each value through the chain's first `position` transformations."""
-        functions = atom.transforms[:position]
-        values = []
-        for _, value in atom.target.fetch(self.state):
-            for function in functions:
-                value = function(value)
-            values.append(value)
-        return values
-
-    def transformed(
-        self, chain: int, functions: tuple[transforms.Transform, ...], value: str
-    ) -> str:
-        """Each distinct value goes through each transformation chain once per request.
-
-        Short values (header values, argument names) recur across requests, so their results
-        are also kept engine-wide, in a bounded cache that is simply emptied when full.
-        """
-        key = (chain, value)
-        cached = self.cache.get(key)
-        if cached is None:
-            shared = self.engine._transformed
-            cached = shared.get(key) if len(value) <= SHARED_CACHE_VALUE else None
-            if cached is None:
-                cached = value
-                for transform in functions:
-                    cached = transform(cached)
-                if len(value) <= SHARED_CACHE_VALUE:
-                    if len(shared) >= SHARED_CACHE_ENTRIES:
-                        shared.clear()
-                    shared[key] = cached
-            self.cache[key] = cached
-        return cached
+            return any(search(joined(atom)) is not None for atom in atoms)
+        return any(rule.match(joined(atom), self.expand) is not None for atom in atoms)
 
     def _excluded(self, rule: CompiledRule, name: str) -> bool:
         collection, _, key = name.partition(":")
@@ -477,7 +329,7 @@ class Evaluation:
         argument = self.expand(argument)
         runtime = self.runtime
         if kind == "ruleRemoveById":
-            runtime.removed.extend(_ranges_or_empty(argument))
+            runtime.removed.extend(ranges_or_empty(argument))
         elif kind == "ruleRemoveByTag":
             runtime.removed_tags.add(argument)
         elif kind in ("ruleRemoveTargetById", "ruleRemoveTargetByTag"):
@@ -486,7 +338,7 @@ class Evaluation:
             if test is None:
                 return
             if kind == "ruleRemoveTargetById":
-                runtime.targets.append((_ranges_or_empty(head), None, collection, test))
+                runtime.targets.append((ranges_or_empty(head), None, collection, test))
             else:
                 runtime.targets.append((None, head, collection, test))
         elif kind == "ruleEngine" and argument.lower() == "off":
@@ -515,33 +367,3 @@ class Evaluation:
             failure,
             elapsed,
         )
-
-
-def _set_hits(bucket: Bucket, text: str) -> frozenset[int] | None:
-    """The chain indices of the bucket's patterns found in text; None if the set gave up."""
-    if bucket.regex_set is None:
-        return None
-    found = bucket.regex_set.Match(text.encode("latin-1", "replace"))
-    # The sentinel \z always matches at the end; without it the DFA gave up (out of memory,
-    # or too slow) and the set knows nothing: every regex must run.
-    if SET_SENTINEL not in found:
-        return None
-    indices = bucket.indices
-    return frozenset(indices[i] for i in found)
-
-
-def _stages(functions: tuple[transforms.Transform, ...], value: str) -> list[str]:
-    """The value before and after each transformation, consecutive duplicates dropped."""
-    stages = [value]
-    for transform in functions:
-        value = transform(value)
-        if value != stages[-1]:
-            stages.append(value)
-    return stages
-
-
-def _ranges_or_empty(text: str) -> IdRanges:
-    try:
-        return parse_id_ranges(text, Location("<ctl>", 0))
-    except SecLangSyntaxError:
-        return ()

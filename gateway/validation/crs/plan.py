@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from gateway.validation.crs.compiler import CompiledRule, Step
+from gateway.validation.crs.compiled import CompiledRule, Step
 from gateway.validation.crs.request import Pairs
 
 Program = tuple[list[CompiledRule], dict[str, int]]
