@@ -7,7 +7,7 @@ from gateway.errors import AttackDetected
 from gateway.observability.logs import get_logger
 from gateway.runtime import RouteRuntime
 from gateway.server.request import ProxyRequest
-from gateway.state import BODY, CLIENT_IP, STATE, UNENFORCED
+from gateway.state import BODY, CLIENT_IP, UNENFORCED
 from gateway.validation.attacks import AttackDetector
 from gateway.validation.body import read_bounded
 from gateway.validation.crs.request import RequestView
@@ -21,7 +21,7 @@ async def scan_for_attacks(
     body = request.get(BODY)
     if body is None and request.body_exists:
         # The CRS reads ARGS_POST and REQUEST_BODY: the body must be whole, and bounded.
-        idle = request.app[STATE].current.policy.limits.body_timeout
+        idle = request.state.current.policy.limits.body_timeout
         # read_bounded itself raises PayloadTooLarge past max_body.
         body = await read_bounded(request.content, detector.max_body, request.content_length, idle)
         request[BODY] = body
@@ -34,7 +34,7 @@ async def scan_for_attacks(
         remote_addr=request.get(CLIENT_IP) or request.remote or "",
     )
     verdict = detector.evaluate(view, route.name)
-    metrics = request.app[STATE].metrics
+    metrics = request.state.metrics
     metrics.attack_evaluation.labels(route.name).observe(verdict.elapsed)
     if verdict.failure is not None:
         metrics.attack_failures.labels(route.name, verdict.failure).inc()

@@ -39,7 +39,7 @@ log = get_logger("gateway.capture")
 
 async def capture(request: ProxyRequest, handler: Handler) -> Answer:
     started = time.perf_counter()
-    state = request.app[STATE]
+    state = request.state
     service = state.capture
     unexpected: Exception | None = None
     try:

@@ -9,7 +9,7 @@ from aiohttp import web
 from gateway.observability.logs import access_wanted, get_logger
 from gateway.server.connection import Answer, Handler, StreamedAnswer
 from gateway.server.request import ProxyRequest
-from gateway.state import BYTES_IN, BYTES_OUT, ROUTE, STATE, UPSTREAM_SECONDS
+from gateway.state import BYTES_IN, BYTES_OUT, ROUTE, UPSTREAM_SECONDS
 
 access_log = get_logger("gateway.access")
 
@@ -18,7 +18,7 @@ CLIENT_CLOSED = 499
 
 
 async def metrics(request: ProxyRequest, handler: Handler) -> Answer:
-    state = request.app[STATE]
+    state = request.state
     families = state.metrics
     families.in_flight.inc()
     started = time.perf_counter()

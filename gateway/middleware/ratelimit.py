@@ -19,7 +19,7 @@ from gateway.ratelimit.identity import RequestFacts
 from gateway.ratelimit.limiter import Outcome, RouteLimiter, Verdict
 from gateway.server.connection import Answer, Handler
 from gateway.server.request import ProxyRequest
-from gateway.state import CLIENT_IP, ROUTE, STATE
+from gateway.state import CLIENT_IP, ROUTE
 from gateway.stores import LimitStore, MemoryStore
 
 log = get_logger("gateway.ratelimit")
@@ -58,7 +58,7 @@ async def ratelimit(request: ProxyRequest, handler: Handler) -> Answer:
     limiter = route.limiter
     if limiter is None:
         return await handler(request)
-    state = request.app[STATE]
+    state = request.state
     store = state.limit_store
     meters = limiter.meters
     if meters is None or meters.store is not store or meters.metrics is not state.metrics:

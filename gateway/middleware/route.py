@@ -8,7 +8,7 @@ from aiohttp import HttpVersion10, HttpVersion11
 from gateway.errors import BadRequest, NoRouteMatched
 from gateway.server.connection import Answer, Handler
 from gateway.server.request import ProxyRequest
-from gateway.state import CLIENT_IP, ROUTE, STATE
+from gateway.state import CLIENT_IP, ROUTE
 from gateway.upstream.headers import client_address
 
 _HTTP_1 = (HttpVersion10, HttpVersion11)
@@ -19,7 +19,7 @@ async def route(request: ProxyRequest, handler: Handler) -> Answer:
         # llhttp takes HTTP/0.9 lines (no version: "GET /x\r\nX: y HTTP/1.1" then reads as
         # headers) and a textual HTTP/2.0; neither is a request we forward as HTTP/1.1.
         raise BadRequest(f"HTTP/{request.version.major}.{request.version.minor} is not served")
-    compiled = request.app[STATE].current
+    compiled = request.state.current
     matched = compiled.route_for(request.method, request.host, request.path)
     if matched is None:
         raise NoRouteMatched(f"No route of the policy matches {request.method} {request.path}")

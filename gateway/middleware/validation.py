@@ -11,7 +11,7 @@ from gateway.observability.logs import get_logger
 from gateway.observability.metrics import GatewayMetrics
 from gateway.server.connection import Answer, Handler
 from gateway.server.request import ProxyRequest
-from gateway.state import BODY, ROUTE, STATE
+from gateway.state import BODY, ROUTE
 from gateway.validation.body import read_bounded, too_large
 from gateway.validation.limits import MediaType, RequestHead
 from gateway.validation.validator import BodyOutcome, Validator
@@ -30,7 +30,7 @@ async def validation(request: ProxyRequest, handler: Handler) -> Answer:
         if route.attacks is not None:
             await scan_for_attacks(request, route, route.attacks)
         return await handler(request)
-    metrics = request.app[STATE].metrics
+    metrics = request.state.metrics
     try:
         await _validate(request, validator, metrics)
     except Rejection as exc:
@@ -88,7 +88,7 @@ async def _validate(request: ProxyRequest, validator: Validator, metrics: Gatewa
     validator.head.check_decodable(head)
     # Shadow mode must forward the body whole, so it reads past the limit and reports after.
     limit = None if validator.shadow else validator.max_body
-    idle = request.app[STATE].current.policy.limits.body_timeout
+    idle = request.state.current.policy.limits.body_timeout
     body = await read_bounded(request.content, limit, head.content_length, idle)
     metrics.validation_body_bytes.labels(validator.route).inc(len(body))
     request[BODY] = body

@@ -146,20 +146,23 @@ class SlidingWindow:
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
         self.window = window
-        # The window index as key suffixes, formatted when the window turns, not per request.
-        self._index = 0
-        self._suffixes = (":0", ":-1")
+        # The current window's bounds and its index as key suffixes: worked out when the
+        # window turns, not per request (a float floor division costs more than the rest).
+        self._start = self._end = 0.0
+        self._suffixes = ("", "")
 
     def _windows(self, key: str, now: float, scale: float) -> tuple[int, float, float, str, str]:
         """The scaled limit, the current window's start, the previous window's weight, and
         the two windows' keys."""
         window = self.window
         limit = self.limit if scale == 1.0 else scaled(self.limit, scale)
-        index = int(now // window)
-        if index != self._index:
-            self._index, self._suffixes = index, (f":{index}", f":{index - 1}")
+        start = self._start
+        if not start <= now < self._end:  # a new window (or a clock set back)
+            index = int(now // window)
+            start = self._start = index * window
+            self._end = start + window
+            self._suffixes = (f":{index}", f":{index - 1}")
         current, previous = self._suffixes
-        start = index * window
         weight = 1.0 - (now - start) / window
         return limit, start, weight, key + current, key + previous
 
@@ -184,10 +187,10 @@ class SlidingWindow:
     ) -> Decision:
         window = self.window
         used = counted.previous * weight + counted.current
-        remaining = max(0, math.floor(limit - used + 1e-9))
         to_window_end = start + window - now
-        if counted.allowed:
-            return _new(Decision, (True, limit, remaining, to_window_end, 0.0))
+        if counted.allowed:  # then used <= limit: int() is the floor
+            return _new(Decision, (True, limit, int(limit - used + 1e-9), to_window_end, 0.0))
+        remaining = max(0, math.floor(limit - used + 1e-9))
         room = limit - counted.current - cost
         if room >= 0 and counted.previous > 0:
             # The previous window's weight falls until the request fits in this window.

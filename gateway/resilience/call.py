@@ -28,7 +28,7 @@ from gateway.resilience.compile import RouteResilience
 from gateway.resilience.retry import RetryPolicy
 from gateway.runtime import RouteRuntime
 from gateway.server.request import ProxyRequest
-from gateway.state import BODY, BYTES_IN, RETRIES, STATE
+from gateway.state import BODY, BYTES_IN, RETRIES
 from gateway.upstream.client import UpstreamResponse
 
 log = get_logger("gateway.resilience")
@@ -44,7 +44,7 @@ async def send_upstream(
     body: Body,
 ) -> UpstreamResponse:
     """Send the request as the route's resilience policy says; raise a Rejection if it fails."""
-    state = request.app[STATE]
+    state = request.state
     resilience = route.resilience
     if resilience is None:
         return await state.upstream.send(
@@ -83,7 +83,7 @@ async def _tries(
     headers: CIMultiDict[str],
     body: Body,
 ) -> UpstreamResponse:
-    client = request.app[STATE].upstream
+    client = request.state.upstream
     loop = request.connection.loop  # asyncio.get_running_loop() is a getpid() syscall
     deadline = None if res.total is None else loop.time() + res.total
     retry = res.retry if res.retry is not None and res.retry.allows_method(request.method) else None

@@ -41,6 +41,7 @@ class ProxyRequest(dict[Any, Any]):
         "path",
         "raw_path",
         "remote",
+        "state",
         "version",
     )
     scheme = "http"
@@ -73,6 +74,8 @@ class ProxyRequest(dict[Any, Any]):
         self.body_exists = body_exists
         self.keep_alive = keep_alive
         self.remote = connection.peer
+        # app[STATE] once: through web.Application's __getitem__ it costs a call per step.
+        self.state = connection.server.state
         self._url: URL | None = None
         path = raw_path.partition("?")[0]
         if "%" in path or not path.startswith("/"):

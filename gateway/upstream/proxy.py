@@ -13,7 +13,7 @@ from gateway.resilience.call import send_upstream
 from gateway.runtime import RouteRuntime
 from gateway.server.connection import NO_BODY, Answer, StreamedAnswer
 from gateway.server.request import ProxyRequest
-from gateway.state import BODY, BYTES_IN, BYTES_OUT, REQUEST_ID, ROUTE, STATE, UPSTREAM_SECONDS
+from gateway.state import BODY, BYTES_IN, BYTES_OUT, REQUEST_ID, ROUTE, UPSTREAM_SECONDS
 from gateway.upstream.client import CHUNK_SIZE, UpstreamResponse
 from gateway.upstream.headers import add_forwarded, end_to_end
 from gateway.upstream.websocket import is_websocket_upgrade, proxy_websocket
@@ -22,7 +22,7 @@ log = get_logger("gateway.upstream")
 
 
 async def proxy(request: ProxyRequest) -> Answer:
-    state = request.app[STATE]
+    state = request.state
     route = request[ROUTE]
     headers = upstream_headers(request, route)
     target = request.raw_path
@@ -57,7 +57,7 @@ async def proxy(request: ProxyRequest) -> Answer:
 
 
 def upstream_headers(request: ProxyRequest, route: RouteRuntime) -> CIMultiDict[str]:
-    compiled = request.app[STATE].current
+    compiled = request.state.current
     headers = end_to_end(request.headers, downstream=False)
     add_forwarded(
         headers,
