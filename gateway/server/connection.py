@@ -182,7 +182,9 @@ class HttpConnection(asyncio.Protocol):
             self._refuse(_not_http())
 
     def eof_received(self) -> bool | None:
-        self._closing = True  # no request can follow
+        # No request can follow, but those already queued (pipelined just before the FIN)
+        # are still answered, in order; the connection closes after the last of them.
+        self._parsing = False
         self._peer_eof = True
         if self._body is not None:  # the client stopped sending before its body's end
             self._body.fail(cut_short())

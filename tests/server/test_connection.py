@@ -136,6 +136,30 @@ async def test_pipelined_answers_come_back_in_request_order(make_gateway: Gatewa
     assert len({r.header("X-Request-ID") for r in (first, second, third)}) == 3
 
 
+async def test_pipelined_requests_sent_with_the_clients_fin_are_all_answered(
+    make_gateway: GatewayFactory,
+) -> None:
+    """Three requests then the client's half-close, at once: all three are answered in order
+    (the last one saying Connection: close), then the gateway closes."""
+    gw = await make_gateway(POLICY)
+    connection = await RawConnection.open(gw.gateway.addresses["proxy"])
+    try:
+        connection.writer.write(
+            b"GET /slow?seconds=0.2 HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET /echo/second HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"GET /echo/third HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
+        connection.writer.write_eof()
+        answers = [await connection.response() for _ in range(3)]
+        assert await connection.reader.read() == b""  # closed after the third
+    finally:
+        await connection.close()
+    assert [a.status for a in answers] == [200, 200, 200]
+    assert answers[0].body == b"slow"
+    assert [a.json()["raw_path"] for a in answers[1:]] == ["/echo/second", "/echo/third"]
+    assert answers[2].header("Connection") == "close"
+
+
 async def test_a_refused_head_in_a_pipeline_is_answered_after_those_before_it(
     make_gateway: GatewayFactory,
 ) -> None:
