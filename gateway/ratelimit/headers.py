@@ -54,7 +54,8 @@ def rate_limit_lines(
         if decision is not None and decision.limit == rule.limit:
             _drop(headers, _NAMES[rule.draft_headers, rule.legacy_headers])
             template, families = fields
-            values = (decision.remaining, max(1, _ceil(decision.reset_after - 1e-9)))
+            reset = max(1, _ceil(decision.reset_after - 1e-9))  # whole_seconds, inlined
+            values = (decision.remaining, reset)
             return template % (values * families)
     head = verdict.headline
     lines = ""
