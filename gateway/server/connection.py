@@ -116,6 +116,7 @@ class HttpConnection(asyncio.Protocol):
         self._parsing = True  # false after a parse error or an upgrade: bytes are not HTTP now
         self._tunnel: Callable[[bytes], None] | None = None
         self._tunnel_backlog: list[bytes] = []
+        self._tunnel_eof: Callable[[], None] | None = None
         self._upgraded = False
         self._lingering = False
         self._unread = False  # the last answered request left part of its body unread
@@ -186,6 +187,9 @@ class HttpConnection(asyncio.Protocol):
         # are still answered, in order; the connection closes after the last of them.
         self._parsing = False
         self._peer_eof = True
+        if self._tunnel_eof is not None:  # an upgraded connection: the upstream hears the FIN
+            self._tunnel_eof()
+            return True  # and may still send, until it closes in turn
         if self._body is not None:  # the client stopped sending before its body's end
             self._body.fail(cut_short())
             self._body = None
@@ -543,9 +547,11 @@ class HttpConnection(asyncio.Protocol):
             head = render_head(101, answer.reason, answer.headers, (), lines)
             self.transport.write(head + early)
 
-    def tunnel_to(self, sink: Callable[[bytes], None]) -> None:
-        """From now on every byte the client sends goes to `sink` (an upgraded connection)."""
+    def tunnel_to(self, sink: Callable[[bytes], None], eof: Callable[[], None]) -> None:
+        """From now on every byte the client sends goes to `sink` (an upgraded connection),
+        and its FIN to `eof`: a half-close travels as one, as nginx and Envoy pass it on."""
         self._tunnel = sink
+        self._tunnel_eof = eof
         self._closing = True
         backlog, self._tunnel_backlog = self._tunnel_backlog, []
         self.resume_reading()  # paused while the backlog waited; the sink may pause it again

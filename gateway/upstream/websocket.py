@@ -2,7 +2,7 @@
 
 As nginx and Envoy do, the gateway does not speak WebSocket itself: once the upstream has
 switched protocols, frames (pings and closes included) travel untouched in both directions
-until either side closes.
+until either side closes; a client's half-close (FIN) is passed on as one.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ async def proxy_websocket(
         answer = StreamedAnswer(101, head.reason or None, head.headers)
         connection = request.connection
         connection.switch_protocols(request, answer, early)
-        connection.tunnel_to(_Forward(writer, connection))
+        forward = _Forward(writer, connection)
+        connection.tunnel_to(forward, forward.eof)
         pump = asyncio.ensure_future(_pump(reader, connection))
         try:
             await asyncio.wait((pump, connection.lost), return_when=asyncio.FIRST_COMPLETED)
@@ -125,6 +126,11 @@ class _Forward:
         if full and self.draining is None:
             self.connection.pause_reading()
             self.draining = asyncio.ensure_future(self._resume_when_drained())
+
+    def eof(self) -> None:
+        """The client half-closed: so does the upstream side, once what is queued is sent."""
+        if self.writer.can_write_eof() and not self.writer.is_closing():
+            self.writer.write_eof()
 
     async def _resume_when_drained(self) -> None:
         with contextlib.suppress(ConnectionError):

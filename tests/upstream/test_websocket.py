@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 
 import aiohttp
 from aiohttp import WSMsgType
@@ -51,6 +53,36 @@ async def test_client_close_reaches_the_upstream_and_completes(
             break
         await asyncio.sleep(0.02)
     assert "ws_closed_4001" in await upstream_hits(upstream)
+
+
+async def test_a_clients_half_close_reaches_the_upstream(
+    make_gateway: GatewayFactory,
+) -> None:
+    """A client that sends FIN inside the tunnel: the upstream reads the end of its stream
+    (as it would without the gateway) and ends the socket, and the client's connection closes
+    at once rather than staying open on an upstream that never heard of the FIN."""
+    gw = await make_gateway(ROUTES)
+    host, _, port = gw.gateway.addresses["proxy"].rpartition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET /ws HTTP/1.1\r\nHost: app\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101")
+    mask = os.urandom(4)
+    text = b"hi"
+    writer.write(
+        bytes([0x81, 0x80 | len(text)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(text))
+    )
+    echo = await asyncio.wait_for(reader.readexactly(2 + len("echo:hi")), 5)
+    assert echo[2:] == b"echo:hi"
+    writer.write_eof()
+    # Without the FIN passed on, the upstream never ends the socket: this times out.
+    rest = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert len(rest) < 64  # at most the upstream's close frame
 
 
 async def test_upstream_close_reaches_the_client(
