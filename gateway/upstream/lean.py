@@ -32,6 +32,7 @@ _HIGH_WATER = 256 * 1024
 """Buffered response bytes at which reading from the upstream pauses (the client is slow)."""
 _INLINE_BODY = 16 * 1024
 """Bodies up to this size travel in the same write as the head."""
+_NO_HEADERS: CIMultiDict[str] = CIMultiDict()  # a connection's until a head is in; never written
 
 
 class _Stale(Exception):
@@ -77,6 +78,7 @@ class _Connection(asyncio.Protocol):
         self.got_bytes = False
         self.reason = b""
         self.raw_headers: list[tuple[str, str]] = []
+        self.headers: CIMultiDict[str] = _NO_HEADERS
         self.status = 0
         self.headers_done = False
         self.interim = False
@@ -161,11 +163,13 @@ class _Connection(asyncio.Protocol):
         self.status = status
         self.keep_alive = self.parser.should_keep_alive()
         self.headers_done = True
+        headers = self.headers = CIMultiDict(self.raw_headers)  # the response's, made once
         if self.head:
             raise _HeadDone
         if status not in (204, 304):
-            names = {name.lower() for name, _ in self.raw_headers}
-            self.until_close = "content-length" not in names and "transfer-encoding" not in names
+            self.until_close = (
+                "Content-Length" not in headers and "Transfer-Encoding" not in headers
+            )
         self._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -303,7 +307,7 @@ class _LeanResponse:
         self._body_task = body_task
         self.status = conn.status
         self.reason: str | None = conn.reason.decode("latin-1") or None
-        self.headers = CIMultiDictProxy(CIMultiDict(conn.raw_headers))
+        self.headers = CIMultiDictProxy(conn.headers)
 
     async def body(self) -> AsyncIterator[bytes]:
         conn = self._conn
