@@ -100,7 +100,7 @@ class HttpConnection(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._url: list[bytes] = []
         self._url_size = 0
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._headers: list[tuple[str, str]] = []
         self._header_bytes = 0
         self._body: RequestBody | None = None  # the body the parser is feeding
         self._queue: deque[ProxyRequest | Rejection] = deque()
@@ -276,7 +276,9 @@ class HttpConnection(asyncio.Protocol):
             raise HeaderFieldsTooLarge(
                 f"A header field or the request line is longer than {self._max_field} bytes"
             )
-        self._headers.append((name, value))
+        # Decoded as they come (names as latin-1, values as UTF-8 with undecodable bytes kept
+        # as surrogates, as aiohttp does), so the head's map is built in C at its end.
+        self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
         self._header_bytes += size + 4  # name, ": ", value, CRLF: the bytes the client sent
 
     def on_headers_complete(self) -> None:
@@ -295,10 +297,7 @@ class HttpConnection(asyncio.Protocol):
         # A fragment never travels (RFC 9112 §3.2): cut it, as aiohttp did, so that routes and
         # limits see the path the upstream will serve.
         target = target.partition("#")[0]
-        headers = CIMultiDict(
-            (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
-            for name, value in self._headers
-        )
+        headers = CIMultiDict(self._headers)
         hosts = headers.getall("Host", ())
         if len(hosts) > 1 or (not hosts and version == HttpVersion11):
             raise BadRequest("A request needs exactly one Host header")
