@@ -373,6 +373,7 @@ class LeanUpstreamClient:
         self._idle: dict[str, list[_Connection]] = {}
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._origins: dict[str, _Origin] = {}
+        self._last_origin: _Origin | None = None
         # Bound at the first request: asyncio.get_running_loop() costs a getpid() syscall.
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -448,6 +449,11 @@ class LeanUpstreamClient:
 
     def _origin(self, url: str) -> tuple[_Origin, str]:
         """The connection pool key and the request target of an absolute http(s) URL."""
+        last = self._last_origin
+        if last is not None and url.startswith(last.key):  # a sidecar's one upstream, mostly
+            target = url[len(last.key) :]
+            if target.startswith("/"):  # not a longer port or host that starts the same
+                return last, target
         scheme, _, rest = url.partition("://")
         slash = rest.find("/")
         authority, target = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
@@ -461,6 +467,7 @@ class LeanUpstreamClient:
             origin = _Origin(key, host.strip("[]"), int(port), context)
             if len(self._origins) < 1024:  # upstreams come from the policy: a handful
                 self._origins[key] = origin
+        self._last_origin = origin
         return origin, target
 
     async def _acquire(

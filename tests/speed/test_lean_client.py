@@ -253,3 +253,29 @@ async def test_header_with_line_break_is_refused(lean: LeanUpstreamClient) -> No
                 "GET", server.url, CIMultiDict(Host="u", X="a\r\nEvil: 1"), None, TIMEOUTS
             )
     assert server.connections == 0
+
+
+async def test_requests_alternating_between_upstreams_reach_their_own(
+    lean: LeanUpstreamClient,
+) -> None:
+    """The client remembers the last upstream to skip parsing its URL again; requests that
+    alternate between two upstreams (and a URL that only starts like the last one's) still
+    go where their URL says."""
+
+    def answering(body: bytes) -> Serve:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
+                await writer.drain()
+
+        return serve
+
+    async with upstream(answering(b"one")) as one, upstream(answering(b"two")) as two:
+        for _ in range(3):
+            assert await get(lean, one.url + "/x") == (200, b"one")
+            assert await get(lean, two.url + "/x") == (200, b"two")
+    origin, target = lean._origin("http://10.0.0.1:80/a")
+    longer, longer_target = lean._origin("http://10.0.0.1:8080/b")
+    assert (origin.port, target) == (80, "/a")
+    assert (longer.port, longer_target) == (8080, "/b")
