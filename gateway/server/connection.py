@@ -148,7 +148,7 @@ class HttpConnection(asyncio.Protocol):
         local = transport.get_extra_info("sockname")
         self.local_host = f"{local[0]}:{local[1]}" if isinstance(local, tuple) else ""
         self.server.connections.add(self)
-        self._arm_timer()
+        self._await_head()
 
     def data_received(self, data: bytes) -> None:
         if self._tunnel is not None:
@@ -200,7 +200,7 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self._parsing = False
-        self._cancel_timer()
+        self._stop_timers()
         self.server.forget(self)
         if self._body is not None:
             self._body.fail(cut_short())
@@ -283,7 +283,7 @@ class HttpConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._head_bytes = -1
-        self._cancel_timer()
+        self._stop_timers()
         parser = self._parser
         version_text = parser.get_http_version()
         version = _VERSIONS.get(version_text)
@@ -318,7 +318,6 @@ class HttpConnection(asyncio.Protocol):
             body.finish()
         request = ProxyRequest(
             self,
-            self.server.app,
             parser.get_method().decode("ascii"),
             target,
             version,
@@ -393,7 +392,7 @@ class HttpConnection(asyncio.Protocol):
                 self._unread = not item.content.is_eof()
                 break
             if not self._queue:
-                self._arm_timer()
+                self._await_head()
         if self._unread and self.transport is not None:
             self._linger()
         else:
@@ -415,7 +414,7 @@ class HttpConnection(asyncio.Protocol):
         self.resume_reading()
         if transport.can_write_eof():
             transport.write_eof()
-        self._cancel_timer()
+        self._stop_timers()
         self._timer = self.loop.call_later(LINGER, self._close)
 
     async def _answer(self, request: ProxyRequest) -> bool:
@@ -570,7 +569,7 @@ class HttpConnection(asyncio.Protocol):
             self._close()
 
     def _close(self) -> None:
-        self._cancel_timer()
+        self._stop_timers()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
@@ -581,13 +580,13 @@ class HttpConnection(asyncio.Protocol):
         task = self._task
         return task if task is not None and not task.done() else None
 
-    def _arm_timer(self) -> None:
+    def _await_head(self) -> None:
         """Start the header timeout: a deadline the server's sweep reads (ProxyServer.sweep),
         not a timer handle made and cancelled for every request."""
-        self._cancel_timer()
+        self._stop_timers()
         self.head_deadline = self.loop.time() + self._header_timeout
 
-    def _cancel_timer(self) -> None:
+    def _stop_timers(self) -> None:
         self.head_deadline = None
         if self._timer is not None:
             self._timer.cancel()

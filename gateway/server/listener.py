@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Sequence
 
 from aiohttp import web
 
 from gateway.errors import Rejection
-from gateway.observability.logs import get_logger
+from gateway.observability.logs import get_logger, mint_request_id
 from gateway.observability.metrics import status_class
 from gateway.policy.model import Limits
 from gateway.problem import problem_response
@@ -101,7 +100,7 @@ class ProxyServer:
 
     def refused_unparsed(self, connection: HttpConnection, error: Rejection) -> None:
         """Answer a request llhttp refused: problem+json, a minted id, a log line and a count."""
-        request_id = os.urandom(16).hex()
+        request_id = mint_request_id()
         metrics = self.state.metrics
         metrics.rejections.labels(UNPARSED, error.reason).inc()
         metrics.requests.labels(UNPARSED, "OTHER", status_class(error.status)).inc()

@@ -28,7 +28,6 @@ class ProxyRequest(dict[Any, Any]):
 
     __slots__ = (
         "_url",
-        "app",
         "body_exists",
         "connection",
         "content",
@@ -49,7 +48,6 @@ class ProxyRequest(dict[Any, Any]):
     def __init__(
         self,
         connection: HttpConnection,
-        app: web.Application,
         method: str,
         raw_path: str,
         version: HttpVersion,
@@ -62,7 +60,6 @@ class ProxyRequest(dict[Any, Any]):
         keep_alive: bool,
     ) -> None:
         self.connection = connection
-        self.app = app
         self.method = method
         self.raw_path = raw_path
         self.version = version
