@@ -17,11 +17,16 @@ ARG CRS_SOURCE=release
 ARG CRS_VERSION=4.28.0
 
 # --- wheels: the gateway and every dependency, compiled where a compiler exists ------------------
+# The gateway's wheel carries its mypyc-compiled modules (gateway/native.py): mypyc type-checks
+# them against the dependencies, so those and mypy are installed first, and the wheel is built
+# without build isolation. (DL3013: the versions are pyproject.toml's, as for every dependency.)
 FROM python:${PYTHON_VERSION}-bookworm AS builder
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY gateway ./gateway
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir ".[native]" \
+    && pip wheel --no-cache-dir --no-build-isolation --wheel-dir /wheels .
 
 # --- the Core Rule Set for the attack detector, from one of three sources -------------------------
 FROM python:${PYTHON_VERSION}-slim-bookworm AS crs-release

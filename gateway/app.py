@@ -6,7 +6,8 @@ import functools
 
 from aiohttp import web
 
-from gateway.middleware.capture import capture, capture_context
+from gateway.capture.lifecycle import capture_context
+from gateway.middleware.capture import capture
 from gateway.middleware.metrics import metrics
 from gateway.middleware.ratelimit import add_rate_limit_headers, ratelimit
 from gateway.middleware.request_id import add_request_id_header, request_id

@@ -16,6 +16,7 @@ from gateway.admin.app import build_admin_app
 from gateway.app import PREPARE_HOOKS, build_handler, build_proxy_app
 from gateway.demo import build_demo_app
 from gateway.health.app import build_health_app
+from gateway.native import NATIVE_MODULES, native_state
 from gateway.observability.logs import configure_logging, get_logger
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.metrics_app import build_metrics_app
@@ -101,11 +102,18 @@ class Gateway:
             self._runners[name] = runner
             self.addresses[name] = _bound(site)
         self._watcher = asyncio.create_task(self._watch_policy(fingerprint))
+        compiled, stale = native_state()
         log.info(
             "gateway_started",
             generation=self.state.current.generation,
+            native_modules=f"{len(compiled)}/{len(NATIVE_MODULES)}",
             **{f"{name}_url": f"http://{address}" for name, address in self.addresses.items()},
         )
+        if stale:
+            log.warning(
+                "native_modules_stale",
+                detail="the compiled modules were built from other sources: run scripts/bootstrap",
+            )
 
     async def stop(self, cut_drain: asyncio.Event | None = None) -> None:
         """Turn unready, keep serving for the drain period, then let in-flight requests finish.

@@ -17,8 +17,24 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from gateway.native import NATIVE_MODULES, native_state
 from gateway.serve import Gateway
 from tests.upstream_app import build_upstream_app
+
+
+def pytest_report_header() -> str:
+    compiled, _ = native_state()
+    return f"gateway: {len(compiled)} of {len(NATIVE_MODULES)} native modules compiled (mypyc)"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if native_state()[1]:
+        pytest.exit(
+            "the compiled modules were built from other sources than these: run "
+            "scripts/bootstrap (or delete them: find gateway -name '*.so' -delete)",
+            returncode=2,
+        )
+
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CRS_DIR = SHARED / "crs-4.28.0"

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-
-from aiohttp import web
 
 from gateway.capture.events import ErrorEvent, build_event, exception_info
 from gateway.capture.reasons import UPSTREAM_5XX
@@ -29,7 +26,6 @@ from gateway.state import (
     REQUEST_ID,
     RETRIES,
     ROUTE,
-    STATE,
     UNENFORCED,
     UPSTREAM_SECONDS,
 )
@@ -44,8 +40,8 @@ async def capture(request: ProxyRequest, handler: Handler) -> Answer:
     unexpected: Exception | None = None
     try:
         response = await handler(request)
-    except Rejection as exc:
-        error = exc
+    except Rejection as rejection:  # one name per exception type: mypyc types each name once
+        error = rejection
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -161,15 +157,3 @@ def _breaker_state(route: RouteRuntime | None) -> str | None:
 
 def _withheld(_: str) -> str:
     return "[withheld: capture not running]"
-
-
-async def capture_context(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx of the proxy app: the capture service lives as long as the proxy port."""
-    state = app[STATE]
-    policy = state.current.policy
-    service = CaptureService(policy.errors, state.metrics, store_url=policy.store.url)
-    await service.start()
-    state.capture = service
-    yield
-    state.capture = None
-    await service.stop()

@@ -96,11 +96,19 @@ async def ratelimit(request: ProxyRequest, handler: Handler) -> Answer:
         if verdict.denied is not None:
             _raise_if_denied(verdict)
         return await handler(request)
+    # try/finally in effect, but the release is awaited outside any handler: compiled by mypyc,
+    # a coroutine that suspends inside `finally` or `except` leaves the exception it was
+    # handling as the thread's current one, the __context__ of every later exception.
+    failure: BaseException | None = None
     try:
         _raise_if_denied(verdict)
-        return await handler(request)
-    finally:
-        await limiter.release(store, verdict)
+        answer = await handler(request)
+    except BaseException as exc:
+        failure = exc
+    await limiter.release(store, verdict)
+    if failure is not None:
+        raise failure
+    return answer
 
 
 def _raise_if_denied(verdict: Verdict) -> None:

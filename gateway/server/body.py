@@ -110,9 +110,30 @@ class RequestBody:
             raise self._error
         return b""
 
-    async def iter_chunked(self, n: int) -> AsyncIterator[bytes]:
-        while chunk := await self.read(n):
-            yield chunk
+    def iter_chunked(self, n: int) -> AsyncIterator[bytes]:
+        return Chunks(self, n)
+
+
+class Chunks:
+    """The body in reads of at most `n` bytes, as aiohttp's `iter_chunked` gives it.
+
+    A class rather than an async generator: mypyc compiles this module, and it does not compile
+    async generators."""
+
+    __slots__ = ("_body", "_n")
+
+    def __init__(self, body: RequestBody, n: int) -> None:
+        self._body = body
+        self._n = n
+
+    def __aiter__(self) -> Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self._body.read(self._n)
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
 
 
 def cut_short() -> PayloadEncodingError:

@@ -168,16 +168,17 @@ class HttpConnection(asyncio.Protocol):
                 raise HeaderFieldsTooLarge(
                     f"The request head is larger than {self._max_head} bytes"
                 )
-        except HeaderFieldsTooLarge as exc:
-            self._refuse(exc)
-        except httptools.HttpParserUpgrade as exc:
+        # One name per exception type: mypyc gives a name one type for the whole function.
+        except HeaderFieldsTooLarge as too_large:
+            self._refuse(too_large)
+        except httptools.HttpParserUpgrade as upgrade:
             self._parsing = False
             self._upgraded = True
-            rest = data[exc.args[0] :]
+            rest = data[upgrade.args[0] :]
             if rest:
                 self._tunnel_backlog.append(rest)
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
+        except httptools.HttpParserCallbackError as failed:
+            cause = failed.__context__
             self._refuse(cause if isinstance(cause, Rejection) else _not_http())
         except httptools.HttpParserError:
             self._refuse(_not_http())

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Sequence
+from typing import Any
 
 from aiohttp import web
 
@@ -61,7 +63,9 @@ class ProxyServer:
             backlog=1024,
         )
         self._sweeper = asyncio.ensure_future(self.sweep())
-        bound_host, bound_port = self._server.sockets[0].getsockname()[:2]
+        listening: Any = self._server  # uvloop's sockets are a list, typeshed says a tuple
+        sockets: list[socket.socket] = list(listening.sockets)
+        bound_host, bound_port = sockets[0].getsockname()[:2]
         return f"[{bound_host}]:{bound_port}" if ":" in bound_host else f"{bound_host}:{bound_port}"
 
     async def sweep(self) -> None:

@@ -309,29 +309,8 @@ class _LeanResponse:
         self.reason: str | None = conn.reason.decode("latin-1") or None
         self.headers = CIMultiDictProxy(conn.headers)
 
-    async def body(self) -> AsyncIterator[bytes]:
-        conn = self._conn
-        if conn is None:
-            return
-        chunks = conn.chunks
-        while True:
-            if chunks:
-                data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-                chunks.clear()
-                conn.buffered = 0
-                if conn.paused_reading and conn.transport is not None and not conn.closed:
-                    conn.paused_reading = False
-                    conn.transport.resume_reading()
-                yield data
-                continue
-            if conn.complete:
-                return
-            try:
-                await conn.wait(self._read)
-            except (UpstreamConnectError, UpstreamTimeout):
-                raise
-            except Exception as exc:  # stale, or the request body failed once headers were in
-                raise UpstreamConnectError("The upstream broke off its response") from exc
+    def body(self) -> AsyncIterator[bytes]:
+        return _LeanBody(self)
 
     def arrived_body(self) -> bytes | None:
         conn = self._conn
@@ -362,6 +341,43 @@ class _LeanResponse:
             conn.pool._give_back(conn)
         else:
             conn.abort()
+
+
+class _LeanBody:
+    """A response body as it arrives, in the chunks buffered since the last read; it ends when
+    the response does or once the response is released.
+
+    A class rather than an async generator: mypyc does not compile those."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: _LeanResponse) -> None:
+        self._response = response
+
+    def __aiter__(self) -> _LeanBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        response = self._response
+        while (conn := response._conn) is not None:
+            chunks = conn.chunks
+            if chunks:
+                data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                conn.buffered = 0
+                if conn.paused_reading and conn.transport is not None and not conn.closed:
+                    conn.paused_reading = False
+                    conn.transport.resume_reading()
+                return data
+            if conn.complete:
+                break
+            try:
+                await conn.wait(response._read)
+            except (UpstreamConnectError, UpstreamTimeout):
+                raise
+            except Exception as exc:  # stale, or the request body failed once headers were in
+                raise UpstreamConnectError("The upstream broke off its response") from exc
+        raise StopAsyncIteration
 
 
 class LeanUpstreamClient:
@@ -494,8 +510,8 @@ class LeanUpstreamClient:
             try:
                 async with asyncio.timeout_at(deadline):
                     await waiter
-            except TimeoutError as exc:
-                raise UpstreamTimeout("No upstream connection became free in time") from exc
+            except TimeoutError as late:  # named apart from `failure`: mypyc types it once
+                raise UpstreamTimeout("No upstream connection became free in time") from late
             finally:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
@@ -515,17 +531,19 @@ class LeanUpstreamClient:
                     ssl=origin.ssl,
                     server_hostname=origin.host if origin.ssl is not None else None,
                 )
-        except BaseException as exc:
+        except BaseException as failure:
             if created:  # a transport was made, then dropped: count it once
                 created[0].abort()
             else:
                 self._open -= 1
                 self._wake_one()
-            if isinstance(exc, TimeoutError):
+            if isinstance(failure, TimeoutError):
                 # As nginx's proxy_connect_timeout: a timeout (504), not a refusal (502).
-                raise UpstreamTimeout("The upstream did not accept a connection in time") from exc
-            if isinstance(exc, OSError):
-                raise UpstreamConnectError("The upstream could not be reached") from exc
+                raise UpstreamTimeout(
+                    "The upstream did not accept a connection in time"
+                ) from failure
+            if isinstance(failure, OSError):
+                raise UpstreamConnectError("The upstream could not be reached") from failure
             raise
         return conn
 

@@ -1,0 +1,92 @@
+"""The modules compiled to C by mypyc, and whether this process runs them compiled.
+
+mypyc turns these type-checked modules into C extensions that Python imports in place of the
+.py files (an extension module wins over a source file in the same directory). They are the
+request path and the attack detector: interpreting them costs more than the rest of the
+gateway together. Nothing else changes: the .py files are the source, and without a build (or
+with GATEWAY_PURE_PYTHON=1 at build time) the same modules run interpreted.
+
+Read by setup.py without importing the package, so this module imports only the standard
+library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import sys
+from pathlib import Path
+
+NATIVE_MODULES = (
+    "gateway.errors",
+    "gateway.middleware.attacks",
+    "gateway.middleware.capture",
+    "gateway.middleware.metrics",
+    "gateway.middleware.ratelimit",
+    "gateway.middleware.request_id",
+    "gateway.middleware.route",
+    "gateway.middleware.validation",
+    "gateway.observability.families",
+    "gateway.problem",
+    "gateway.ratelimit.headers",
+    "gateway.ratelimit.identity",
+    "gateway.ratelimit.keys",
+    "gateway.ratelimit.limiter",
+    "gateway.ratelimit.strategies",
+    "gateway.resilience.breaker",
+    "gateway.resilience.bulkhead",
+    "gateway.resilience.call",
+    "gateway.resilience.retry",
+    "gateway.server.body",
+    "gateway.server.connection",
+    "gateway.server.listener",
+    "gateway.stores.memory",
+    "gateway.upstream.headers",
+    "gateway.upstream.lean",
+    "gateway.upstream.proxy",
+)
+ROOT = Path(__file__).resolve().parent.parent
+DIGEST_FILE = ROOT / "build" / "native-digest"
+"""Written by scripts/bootstrap after a build: the `source_digest()` the extensions came from."""
+
+
+def source_files() -> list[str]:
+    """The .py files of NATIVE_MODULES, relative to the project root (what mypyc is given)."""
+    return [name.replace(".", "/") + ".py" for name in NATIVE_MODULES]
+
+
+def source_digest() -> str:
+    """A digest of every source the extensions depend on: all of the package's .py files (the
+    compiled code bakes in the types of what it calls) and the build's own files."""
+    digest = hashlib.sha256()
+    for path in [*sorted((ROOT / "gateway").rglob("*.py")), ROOT / "setup.py"]:
+        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def built_digest() -> str | None:
+    """The digest of the sources of the extensions in place; None when none were built here."""
+    try:
+        return DIGEST_FILE.read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
+def native_state() -> tuple[list[str], bool]:
+    """(the NATIVE_MODULES this process imported compiled, whether those are stale).
+
+    Stale: built from other sources than those in the tree (edited since the last
+    scripts/bootstrap), so the process does not run the code that is read."""
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    compiled = [
+        name
+        for name in NATIVE_MODULES
+        if (getattr(sys.modules.get(name), "__file__", None) or "").endswith(suffixes)
+    ]
+    built = built_digest() if compiled else None
+    return compiled, built is not None and built != source_digest()
+
+
+if __name__ == "__main__":  # scripts/bootstrap: `python gateway/native.py sources|digest`
+    print(" ".join(source_files()) if sys.argv[1:] == ["sources"] else source_digest())
