@@ -81,7 +81,8 @@ def test_yaml_block_loads(
 def _declared_metrics() -> dict[str, tuple[str, ...]]:
     """Every metric name a scrape can show (counters with _total), with its label names."""
     declared: dict[str, tuple[str, ...]] = {}
-    for value in vars(GatewayMetrics()).values():
+    metrics = GatewayMetrics()  # compiled by mypyc, it has no __dict__ for vars()
+    for value in (getattr(metrics, name) for name in dir(metrics)):
         if isinstance(value, Family):
             name = value.name
             if value.kind == "counter":  # the exposition names every counter sample `_total`
