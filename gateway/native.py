@@ -43,6 +43,7 @@ NATIVE_MODULES = (
     "gateway.server.body",
     "gateway.server.connection",
     "gateway.server.listener",
+    "gateway.server.request",
     "gateway.state",
     "gateway.stores.base",
     "gateway.stores.memory",

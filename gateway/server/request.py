@@ -20,13 +20,15 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class ProxyRequest(dict[Any, Any]):
+class ProxyRequest:
     """One request as the pipeline steps read it; `request[KEY]` holds what steps pass on.
 
-    It is itself that store, a dict: `request[KEY]` is then a dict lookup in C, not a Python
-    method per access (a request makes a dozen); the overloads below only type it."""
+    A plain class with its own small store: compiled by mypyc (gateway/native.py), its fields
+    are struct slots and `request[KEY]` a direct call, where a dict subclass would leave both
+    to the generic attribute and item protocols."""
 
     __slots__ = (
+        "_store",
         "_url",
         "body_exists",
         "connection",
@@ -40,10 +42,10 @@ class ProxyRequest(dict[Any, Any]):
         "path",
         "raw_path",
         "remote",
+        "scheme",
         "state",
         "version",
     )
-    scheme = "http"
 
     def __init__(
         self,
@@ -59,6 +61,7 @@ class ProxyRequest(dict[Any, Any]):
         body_exists: bool,
         keep_alive: bool,
     ) -> None:
+        self._store: dict[Any, Any] = {}
         self.connection = connection
         self.method = method
         self.raw_path = raw_path
@@ -70,6 +73,7 @@ class ProxyRequest(dict[Any, Any]):
         self.content_length = content_length
         self.body_exists = body_exists
         self.keep_alive = keep_alive
+        self.scheme = "http"
         self.remote = connection.peer
         # app[STATE] once: through web.Application's __getitem__ it costs a call per step.
         self.state = connection.server.state
@@ -79,27 +83,22 @@ class ProxyRequest(dict[Any, Any]):
             path = self.rel_url.path  # decoded, as aiohttp's request.path is
         self.path = path
 
-    # A request is one object, not a mapping to compare or to test for emptiness.
-    __eq__ = object.__eq__
-    __ne__ = object.__ne__
-    __hash__ = object.__hash__  # type: ignore[assignment]
+    @overload
+    def __getitem__(self, key: web.RequestKey[T]) -> T: ...
+    @overload
+    def __getitem__(self, key: str) -> Any: ...
+    def __getitem__(self, key: Any) -> Any:
+        return self._store[key]
 
-    def __bool__(self) -> bool:
-        return True
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._store[key] = value
 
-    if TYPE_CHECKING:
-
-        @overload
-        def __getitem__(self, key: web.RequestKey[T]) -> T: ...
-        @overload
-        def __getitem__(self, key: str) -> Any: ...
-        def __getitem__(self, key: Any) -> Any: ...
-
-        @overload
-        def get(self, key: web.RequestKey[T], default: None = None) -> T | None: ...
-        @overload
-        def get(self, key: web.RequestKey[T], default: T) -> T: ...
-        def get(self, key: Any, default: Any = None) -> Any: ...
+    @overload
+    def get(self, key: web.RequestKey[T], default: None = None) -> T | None: ...
+    @overload
+    def get(self, key: web.RequestKey[T], default: T) -> T: ...
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._store.get(key, default)
 
     @property
     def rel_url(self) -> URL:
