@@ -40,7 +40,7 @@ problem+json bodies, metrics labels and error events.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 PROBLEM_TYPE_BASE = "urn:gateway:problem:"
 
@@ -247,3 +247,16 @@ class InternalError(Rejection):
     status = 500
     reason = "gateway_exception"
     title = "Internal gateway error"
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def caused_by(error: E, cause: BaseException | None) -> E:
+    """`raise caused_by(X(...), exc)` means `raise X(...) from exc` (and `None` means `from
+    None`). The modules mypyc compiles (gateway/native.py) say it this way because mypyc 2.4
+    compiles `raise ... from ...` without its `from`: the cause would be lost, and with it what
+    logs and error events show as the reason behind an upstream or store failure."""
+    error.__cause__ = cause
+    error.__suppress_context__ = True
+    return error

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -34,6 +36,20 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             "scripts/bootstrap (or delete them: find gateway -name '*.so' -delete)",
             returncode=2,
         )
+
+
+@pytest.fixture(autouse=True)
+async def no_exception_left_handled() -> AsyncIterator[None]:
+    """After each test, no exception is still "being handled" on the event loop's thread.
+
+    Compiled code (gateway/native.py) that suspended while handling one would leave it there,
+    to become the __context__ of every later exception (tests/ops/test_native.py has the
+    rules that avoid it); this catches a case those rules miss."""
+    yield
+    seen: list[BaseException | None] = []
+    asyncio.get_running_loop().call_soon(lambda: seen.append(sys.exc_info()[1]))
+    await asyncio.sleep(0)
+    assert seen == [None], f"an exception is left as the thread's current one: {seen}"
 
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -21,6 +21,7 @@ from gateway.errors import (
     RetryBudgetExhausted,
     UpstreamConnectError,
     UpstreamTimeout,
+    caused_by,
 )
 from gateway.observability.logs import get_logger
 from gateway.observability.metrics import GatewayMetrics
@@ -159,10 +160,13 @@ async def _tries(
                 return response
             assert error is not None
             if denied == RetryBudgetExhausted.reason:
-                raise RetryBudgetExhausted(
-                    f"{error.detail}; no retry left in the route's budget",
-                    extensions={"upstream_error": error.reason},
-                ) from error
+                raise caused_by(
+                    RetryBudgetExhausted(
+                        f"{error.detail}; no retry left in the route's budget",
+                        extensions={"upstream_error": error.reason},
+                    ),
+                    error,
+                )
             raise error
         metrics.upstream_retries.labels(route.name, str(outcome)).inc()
         log.info("retry", route=route.name, attempt=attempt + 1, outcome=str(outcome))

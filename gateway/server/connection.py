@@ -21,7 +21,7 @@ import httptools
 from aiohttp import HttpVersion, HttpVersion10, HttpVersion11, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.errors import BadRequest, HeaderFieldsTooLarge, Rejection
+from gateway.errors import BadRequest, HeaderFieldsTooLarge, Rejection, caused_by
 from gateway.server.body import RequestBody, broken_framing, cut_short
 from gateway.server.request import ProxyRequest
 from gateway.upstream.headers import IPNetwork, peer_facts
@@ -294,7 +294,7 @@ class HttpConnection(asyncio.Protocol):
         try:
             target = b"".join(self._url).decode("utf-8")
         except UnicodeDecodeError:
-            raise BadRequest("The request target is not valid UTF-8") from None
+            raise caused_by(BadRequest("The request target is not valid UTF-8"), None)
         # A fragment never travels (RFC 9112 §3.2): cut it, as aiohttp did, so that routes and
         # limits see the path the upstream will serve.
         target = target.partition("#")[0]

@@ -21,7 +21,7 @@ from typing import cast
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.errors import Rejection, UpstreamConnectError, UpstreamTimeout
+from gateway.errors import Rejection, UpstreamConnectError, UpstreamTimeout, caused_by
 from gateway.upstream.client import Timeouts, UpstreamResponse
 
 # RFC 9110 §9.2.2; the methods aiohttp and nginx retry on a connection found stale.
@@ -376,7 +376,7 @@ class _LeanBody:
             except (UpstreamConnectError, UpstreamTimeout):
                 raise
             except Exception as exc:  # stale, or the request body failed once headers were in
-                raise UpstreamConnectError("The upstream broke off its response") from exc
+                raise caused_by(UpstreamConnectError("The upstream broke off its response"), exc)
         raise StopAsyncIteration
 
 
@@ -410,17 +410,18 @@ class LeanUpstreamClient:
             return await self._exchange(conn, method, head, body, chunked, timeouts.read, deadline)
         except _Stale:
             if not (conn.reused and replayable and method in _IDEMPOTENT):
-                raise UpstreamConnectError(
-                    "The upstream closed the connection without answering"
-                ) from None
+                raise caused_by(
+                    UpstreamConnectError("The upstream closed the connection without answering"),
+                    None,
+                )
         # The upstream closed an idle connection as we sent on it: once more, on a new one.
         conn = await self._acquire(origin, timeouts.connect, fresh=True, deadline=deadline)
         try:
             return await self._exchange(conn, method, head, body, chunked, timeouts.read, deadline)
         except _Stale:
-            raise UpstreamConnectError(
-                "The upstream closed the connection without answering"
-            ) from None
+            raise caused_by(
+                UpstreamConnectError("The upstream closed the connection without answering"), None
+            )
 
     async def _exchange(
         self,
@@ -456,9 +457,10 @@ class LeanUpstreamClient:
                 body_task.cancel()
             conn.abort()
             if isinstance(exc, _Stale) and body_task is not None:
-                raise UpstreamConnectError(
-                    "The upstream closed the connection without answering"
-                ) from None
+                raise caused_by(
+                    UpstreamConnectError("The upstream closed the connection without answering"),
+                    None,
+                )
             raise
         conn.reused = True
         return _LeanResponse(conn, read_timeout, body_task)
@@ -511,7 +513,7 @@ class LeanUpstreamClient:
                 async with asyncio.timeout_at(deadline):
                     await waiter
             except TimeoutError as late:  # named apart from `failure`: mypyc types it once
-                raise UpstreamTimeout("No upstream connection became free in time") from late
+                raise caused_by(UpstreamTimeout("No upstream connection became free in time"), late)
             finally:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
@@ -539,11 +541,11 @@ class LeanUpstreamClient:
                 self._wake_one()
             if isinstance(failure, TimeoutError):
                 # As nginx's proxy_connect_timeout: a timeout (504), not a refusal (502).
-                raise UpstreamTimeout(
-                    "The upstream did not accept a connection in time"
-                ) from failure
+                raise caused_by(
+                    UpstreamTimeout("The upstream did not accept a connection in time"), failure
+                )
             if isinstance(failure, OSError):
-                raise UpstreamConnectError("The upstream could not be reached") from failure
+                raise caused_by(UpstreamConnectError("The upstream could not be reached"), failure)
             raise
         return conn
 

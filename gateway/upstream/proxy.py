@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 
-from gateway.errors import BadRequest, UpstreamConnectError, UpstreamTimeout
+from gateway.errors import BadRequest, UpstreamConnectError, UpstreamTimeout, caused_by
 from gateway.observability.logs import get_logger
 from gateway.resilience.call import send_upstream
 from gateway.runtime import RouteRuntime
@@ -90,7 +90,7 @@ class _CountedBody:
         try:
             chunk = await request.content.read(CHUNK_SIZE)
         except HttpProcessingError as exc:
-            raise BadRequest("The request body's framing is not valid HTTP/1.1") from exc
+            raise caused_by(BadRequest("The request body's framing is not valid HTTP/1.1"), exc)
         if not chunk:
             raise StopAsyncIteration
         request[BYTES_IN] += len(chunk)

@@ -9,6 +9,7 @@ import importlib.machinery
 
 import pytest
 
+from gateway.errors import caused_by
 from gateway.native import NATIVE_MODULES, ROOT, built_digest, source_digest, source_files
 
 
@@ -31,17 +32,18 @@ def test_every_native_module_runs_compiled_once_built() -> None:
     assert interpreted == []
 
 
-def test_no_compiled_coroutine_awaits_inside_finally() -> None:
-    """Compiled, a coroutine that suspends in a `finally` block leaves the exception it was
-    handling as the thread's current one: every later exception on the event loop gets it as
-    its __context__ (captured events then chain unrelated errors, and httptools' own context,
-    which the server reads to answer a refused head, is overwritten). Await after the block."""
+def test_no_compiled_coroutine_awaits_while_handling_an_exception() -> None:
+    """Compiled, a coroutine that suspends in a `finally` block, or (in some cases) in an
+    `except` block, leaves the exception it was handling as the thread's current one: every
+    later exception on the event loop gets it as its __context__ (captured events then chain
+    unrelated errors, and httptools' own context, which the server reads to answer a refused
+    head, is overwritten). Await after the block instead."""
     found = [
         f"{path}:{node.lineno}"
         for path, tree in _trees()
         for block in ast.walk(tree)
         if isinstance(block, ast.Try)
-        for statement in block.finalbody
+        for statement in [*block.finalbody, *(s for h in block.handlers for s in h.body)]
         for node in ast.walk(statement)
         if isinstance(node, ast.Await | ast.AsyncFor | ast.AsyncWith)
     ]
@@ -62,3 +64,32 @@ def test_no_compiled_function_gives_one_name_two_exception_types() -> None:
                     types.setdefault(node.name, set()).add(ast.unparse(node.type))
             found += [f"{path}:{function.lineno} {name}" for name, t in types.items() if len(t) > 1]
     assert found == []
+
+
+def test_no_compiled_module_raises_from() -> None:
+    """mypyc 2.4 compiles `raise X from cause` as `raise X`: the cause (a store's or an
+    upstream's own error, which logs and error events show) is lost. Compiled modules chain
+    with `raise caused_by(X, cause)` (gateway/errors.py), which holds in both modes."""
+    found = [
+        f"{path}:{node.lineno}"
+        for path, tree in _trees()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Raise) and node.cause is not None
+    ]
+    assert found == []
+
+
+def test_caused_by_chains_as_raise_from_does() -> None:
+    def raise_chained(cause: BaseException | None) -> None:
+        try:
+            raise OSError("the store is down")
+        except OSError:
+            raise caused_by(RuntimeError("unavailable"), cause)  # noqa: B904
+
+    cause = OSError("the store is down")
+    with pytest.raises(RuntimeError) as chained:
+        raise_chained(cause)
+    assert chained.value.__cause__ is cause and chained.value.__suppress_context__
+    with pytest.raises(RuntimeError) as bare:
+        raise_chained(None)
+    assert bare.value.__cause__ is None and bare.value.__suppress_context__
