@@ -52,6 +52,22 @@ NATIVE_MODULES = (
     "gateway.upstream.headers",
     "gateway.upstream.lean",
     "gateway.upstream.proxy",
+    "gateway.validation.crs.__init__",
+    "gateway.validation.crs.actions",
+    "gateway.validation.crs.compiled",
+    "gateway.validation.crs.compiler",
+    "gateway.validation.crs.engine",
+    "gateway.validation.crs.evaluation",
+    "gateway.validation.crs.exclusions",
+    "gateway.validation.crs.operators",
+    "gateway.validation.crs.parser",
+    "gateway.validation.crs.plan",
+    "gateway.validation.crs.prefilter",
+    "gateway.validation.crs.request",
+    "gateway.validation.crs.sets",
+    "gateway.validation.crs.texts",
+    "gateway.validation.crs.transforms",
+    "gateway.validation.crs.variables",
 )
 ROOT = Path(__file__).resolve().parent.parent
 DIGEST_FILE = ROOT / "build" / "native-digest"

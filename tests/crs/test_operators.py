@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import pytest
 
-from gateway.validation.crs import CrsEngine, operators
+from gateway.validation.crs import CrsEngine, CrsLoadError, operators
 from tests.crs.conftest import request, rules
 
 # (operator with argument, value of ?v=, matches)
@@ -58,6 +58,7 @@ def test_operator(operator: str, value: str, matches: bool) -> None:
     # Percent-encode every byte: the rule sees exactly these bytes after the query is parsed.
     view = request("/?v=" + quote(value.encode("latin-1"), safe=""))
     assert engine.evaluate(view).rule_ids == ((1,) if matches else ())
+    assert engine.evaluate(view).rule_ids == ((1,) if matches else ()), "from the memo"
 
 
 def test_regex_engine_choice_is_reported() -> None:
@@ -87,6 +88,32 @@ def test_missing_data_file_fails_the_load_with_its_place(tmp_path: Path) -> None
     (tmp_path / "rules.conf").write_text('\n\nSecRule ARGS "@pmFromFile nope.data" "id:1"\n')
     with pytest.raises(ValueError, match=r"rules\.conf:3: @pmFromFile: cannot read data file"):
         CrsEngine.load(tmp_path)
+
+
+def test_unreadable_rules_file_fails_the_load(tmp_path: Path) -> None:
+    """A rules file that is not there stops the load with a load error naming it."""
+    missing = tmp_path / "nope.conf"
+    with pytest.raises(CrsLoadError, match=r"nope\.conf: No such file or directory"):
+        CrsEngine.load([missing])
+
+
+def test_memo_keeps_each_verdict_and_empties_when_full() -> None:
+    """A short text is searched once, a long one every time; a full memo starts over."""
+    searched: list[str] = []
+
+    def search(text: str) -> operators.Captures | None:
+        searched.append(text)
+        return ("hit",) if "x" in text else None
+
+    memo = operators.Memo(longest=3, entries=2)
+    remembered = memo.wrap(search)
+    assert [remembered(t) for t in ("ax", "ab", "ax", "ab")] == [("hit",), None, ("hit",), None]
+    assert searched == ["ax", "ab"]
+    assert remembered("long x") == remembered("long x") == ("hit",)
+    assert searched[2:] == ["long x", "long x"]
+    remembered("c")  # a third verdict: the memo is emptied first
+    remembered("ax")
+    assert searched[4:] == ["c", "ax"]
 
 
 def test_operand_macros_expand_per_request() -> None:

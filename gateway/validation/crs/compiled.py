@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway.validation.crs import operators, transforms
@@ -64,7 +64,7 @@ class CompiledRule:
     prefilter: Prefilter | None = None
     scan: tuple[Atom, ...] | None = None
     """For substring-like operators: one pass over the joined values rules the rule out."""
-    scan_match: Callable[[str], operators.Captures | None] | None = None
+    scan_match: operators.Search | None = None
     """The search used on joined text when it differs from `match` (a (?m) regex)."""
     values: tuple[Atom, ...] | None = None
     """One atom per target (same order), when the rule transforms values of static targets
@@ -88,7 +88,8 @@ class Atom:
     ops: tuple[BatchOp, ...] = ()
     """The chain's transformations applied to all the values at once, joined by newlines."""
     prefixes: tuple[int, ...] = ()
-    """Id of the chain's prefix after each op: atoms of one source share the text per prefix."""
+    """Id of (source, the chain's prefix) after each op: atoms of one source share the text
+    per prefix, and a request caches it under this one int."""
 
 
 @dataclass(frozen=True, slots=True)

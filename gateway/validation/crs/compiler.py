@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from gateway.errors import caused_by
 from gateway.validation.crs import operators, transforms
 from gateway.validation.crs.actions import compile_actions
 from gateway.validation.crs.compiled import CompiledRule, CrsLoadError, LoadReport, Step
@@ -76,7 +77,10 @@ class Compiler:
         self.counts: Counter[str] = Counter()
         self.removed_ranges: list[tuple[int, int]] = []
         self.removed_tags: list[str] = []
-        self.prefilters = Prefilters()
+        self.memo = operators.Memo()
+        self.prefilters = Prefilters(
+            operators.Memo(operators.MEMO_JOINED_TEXT, operators.MEMO_JOINED_ENTRIES)
+        )
         self.updates: list[tuple[IdRanges, tuple[VariableSpec, ...]]] = []
         self.reads_matched_across = False
         """Some top-level rule reads MATCHED_VAR* before it matches: what an earlier rule
@@ -126,7 +130,7 @@ class Compiler:
         try:
             actions = parse_actions(" ".join(directive.args), directive.location)
         except SecLangSyntaxError as exc:
-            raise CrsLoadError(str(exc)) from None
+            raise caused_by(CrsLoadError(str(exc)), None)
         phase = 2
         for action in actions:
             if action.name == "phase":
@@ -214,18 +218,22 @@ class Compiler:
         chain_id = self.chains.setdefault(chain_key, len(self.chains))
         try:
             operator = operators.compile_operator(
-                rule.operator.name, rule.operator.argument, Path(location.file).parent
+                rule.operator.name,
+                rule.operator.argument,
+                Path(location.file).parent,
+                self.memo,
             )
         except KeyError:
             self.notes.note(f"unsupported operator @{rule.operator.name}", location)
-            raise _Skip(f"operator @{rule.operator.name} is not supported") from None
-        except operators.UnsupportedPattern as exc:
+            raise caused_by(_Skip(f"operator @{rule.operator.name} is not supported"), None)
+        # Distinct names: mypyc types a name reused across except clauses by the first one.
+        except operators.UnsupportedPattern as unsupported:
             self.notes.note(
                 f"@{rule.operator.name} pattern neither RE2 nor Python re accepts", location
             )
-            raise _Skip(str(exc)) from None
-        except operators.OperatorError as exc:
-            raise CrsLoadError(f"{location}: @{rule.operator.name}: {exc}") from None
+            raise caused_by(_Skip(str(unsupported)), None)
+        except operators.OperatorError as invalid:
+            raise caused_by(CrsLoadError(f"{location}: @{rule.operator.name}: {invalid}"), None)
         if operator.regex_engine is not None:
             self.engines[operator.regex_engine] += 1
         setvars, ctls = compile_actions(rule.actions, location, self.notes.note)

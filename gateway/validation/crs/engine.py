@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from gateway.errors import caused_by
 from gateway.policy.attacks import Attacks
 from gateway.validation.crs import plan
 from gateway.validation.crs.compiled import CrsLoadError, LoadReport, Step
@@ -22,6 +23,7 @@ from gateway.validation.crs.parser import (
 )
 from gateway.validation.crs.request import RequestView
 from gateway.validation.crs.sets import Bucket
+from gateway.validation.crs.texts import JoinedKey
 
 __all__ = ["CrsEngine", "CrsLoadError", "Exclusion", "LoadReport", "Verdict", "load_from_policy"]
 
@@ -66,8 +68,8 @@ class CrsEngine:
         self._clock = settings.clock
         self._ids = itertools.count()
         self._transformed: dict[tuple[int, str], str] = {}
-        self._joined: dict[tuple[int, tuple[str, int]], str] = {}
-        self._atom_hits: dict[tuple[int, int, int, tuple[str, int]], frozenset[int] | None] = {}
+        self._joined: dict[JoinedKey, str] = {}
+        self._atom_hits: dict[tuple[int, int, int, str, int], tuple[int, ...] | None] = {}
         self._start: plan.Start | None = None
         self._start = self._constant_start()
 
@@ -109,10 +111,12 @@ class CrsEngine:
         try:
             for path in paths:
                 directives.extend(parse_file(path).directives)
-        except SecLangSyntaxError as exc:
-            raise CrsLoadError(str(exc)) from None
-        except OSError as exc:
-            raise CrsLoadError(f"{exc.filename}: {exc.strerror}") from None
+        # One name per except clause: mypyc gives a reused name the first clause's type and
+        # raises TypeError when the second one binds (mypyc/mypyc#620).
+        except SecLangSyntaxError as syntax:
+            raise caused_by(CrsLoadError(str(syntax)), None)
+        except OSError as unreadable:
+            raise caused_by(CrsLoadError(f"{unreadable.filename}: {unreadable.strerror}"), None)
         return cls._build(directives, paths, started, settings)
 
     @classmethod
@@ -144,7 +148,7 @@ class CrsEngine:
         try:
             directives = parse_text(text, "<text>").directives
         except SecLangSyntaxError as exc:
-            raise CrsLoadError(str(exc)) from None
+            raise caused_by(CrsLoadError(str(exc)), None)
         return cls._build(directives, [], started, settings)
 
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from gateway.validation.crs import operators
 from gateway.validation.crs.compiled import Atom, CompiledRule, SetVar
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from gateway.validation.crs.engine import CrsEngine
 
 
-FAMILIES: tuple[tuple[int, int, str], ...] = (
+FAMILIES: Final[tuple[tuple[int, int, str], ...]] = (
     (911000, 911999, "method"),
     (913000, 913999, "scanner"),
     (920000, 921999, "protocol"),
@@ -48,10 +48,15 @@ def family_of(rule_id: int) -> str:
     return "other"
 
 
-_MACRO = re.compile(r"%\{([^}]+)\}")
+_MACRO: Final = re.compile(r"%\{([^}]+)\}")
 
-_UNKNOWN: frozenset[int] = frozenset({-1})
+_UNKNOWN: Final[frozenset[int]] = frozenset({-1})
 """Marks a group whose RE2-set pass has not run yet in this request."""
+
+_NOT_SEARCHED: Final[tuple[int, ...]] = (-1,)
+"""Marks a target the engine has not searched yet with these values. A tuple of any length on
+purpose: mypyc would unbox a fixed-length one and box a new copy at each use, so `is` would
+never find it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +134,6 @@ class Evaluation:
         state = self.state
         removed = self.runtime.removed
         removed_tags = self.runtime.removed_tags
-        link = self.link
         chain_hits = self.chain_hits
         rules, markers = program
         count = len(rules)
@@ -141,7 +145,7 @@ class Evaluation:
             if clock() > deadline:
                 raise EvaluationTimeout
             if (removed or removed_tags) and (
-                in_ranges(rule.id, removed) or rule.tags & removed_tags
+                in_ranges(rule.id, removed) or not removed_tags.isdisjoint(rule.tags)
             ):
                 continue
             prefilter = rule.prefilter
@@ -153,7 +157,7 @@ class Evaluation:
                 if hits is not None and prefilter.index not in hits:
                     continue
             state.matched_vars = []
-            if not link(rule, rule):
+            if not self.link(rule, rule):
                 continue
             if rule.log and rule.id:
                 self.matched.append(rule.id)
@@ -248,18 +252,17 @@ class Evaluation:
         """
         hits: set[int] = set()
         texts = self.texts
-        raw = texts.raw
         shared = self.engine._atom_hits
         for position, bucket in enumerate(self.engine._sets.get(chain, ())):
             for atom in bucket.atoms:
-                values = raw(atom)
-                if values[1] < 0:
+                raw_text, separators = texts.raw(atom)
+                if separators < 0:
                     continue  # no value: nothing to find (one empty value is still searched)
-                small = len(values[0]) <= SHARED_JOINED_TEXT
+                small = len(raw_text) <= SHARED_JOINED_TEXT
                 # Keyed by the untransformed values: a repeat skips transformations and search.
-                key = (chain, position, atom.id, values)
-                found = shared.get(key, _UNKNOWN) if small else _UNKNOWN
-                if found is _UNKNOWN:
+                key = (chain, position, atom.id, raw_text, separators)
+                found = shared.get(key, _NOT_SEARCHED) if small else _NOT_SEARCHED
+                if found is _NOT_SEARCHED:
                     found = set_hits(bucket, texts.joined(atom))
                     if small:
                         if len(shared) >= SHARED_JOINED_ENTRIES:
@@ -271,11 +274,11 @@ class Evaluation:
         return frozenset(hits)
 
     def scan_hits(self, rule: CompiledRule, atoms: tuple[Atom, ...]) -> bool:
-        joined = self.texts.joined
+        texts = self.texts
         if rule.scan_match is not None:
             search = rule.scan_match
-            return any(search(joined(atom)) is not None for atom in atoms)
-        return any(rule.match(joined(atom), self.expand) is not None for atom in atoms)
+            return any(search(texts.joined(atom)) is not None for atom in atoms)
+        return any(rule.match(texts.joined(atom), self.expand) is not None for atom in atoms)
 
     def _excluded(self, rule: CompiledRule, name: str) -> bool:
         collection, _, key = name.partition(":")

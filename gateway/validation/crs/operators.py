@@ -7,11 +7,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import ahocorasick  # type: ignore[import-not-found]  # C extension without stubs
 import libinjection  # type: ignore[import-not-found]  # C extension without stubs
 import re2  # type: ignore[import-untyped]  # the binding ships no type information
 
+from gateway.errors import caused_by
 from gateway.validation.crs.transforms import ascii_lower
 
 Expand = Callable[[str], str]
@@ -21,7 +23,10 @@ Captures = tuple[str, ...]
 Match = Callable[[str, Expand], Captures | None]
 """value, macro expander -> None when the operator does not match, else the captures (TX.0..9)."""
 
-NO_CAPTURES: Captures = ()
+Search = Callable[[str], Captures | None]
+"""The same for an operator that expands no macro: its verdict depends on the value alone."""
+
+NO_CAPTURES: Final[Captures] = ()
 
 
 class OperatorError(ValueError):
@@ -37,7 +42,7 @@ class CompiledRegex:
     """Which engine compiled a pattern: 're2' (linear time) or 're' (backtracking fallback)."""
 
     engine: str
-    search: Callable[[str], Captures | None]
+    search: Search
     pattern: bytes
     """The latin-1 pattern, for RE2 sets that prefilter many rules in one pass."""
 
@@ -52,8 +57,8 @@ def re2_options() -> re2.Options:
     return options
 
 
-_RE2_OPTIONS = re2_options()
-_UNANCHORED = re2._Anchor.UNANCHORED
+_RE2_OPTIONS: Final = re2_options()
+_UNANCHORED: Final = re2._Anchor.UNANCHORED
 """RE2::UNANCHORED; the low-level binding skips the wrapper's per-call generator."""
 
 
@@ -84,7 +89,7 @@ def compile_regex(pattern: str) -> CompiledRegex:
     try:
         compiled = re.compile(pattern, re.DOTALL)
     except re.error as exc:
-        raise UnsupportedPattern(f"regular expression not supported: {exc}") from None
+        raise caused_by(UnsupportedPattern(f"regular expression not supported: {exc}"), None)
     search = compiled.search
     groups = min(compiled.groups, 9)
 
@@ -104,7 +109,7 @@ def _read_phrases(files: str, base_dir: Path) -> list[str]:
         try:
             text = path.read_text(encoding="latin-1")
         except OSError as exc:
-            raise OperatorError(f"cannot read data file {path}: {exc.strerror}") from None
+            raise caused_by(OperatorError(f"cannot read data file {path}: {exc.strerror}"), None)
         for line in text.splitlines():
             line = line.strip()
             if line and not line.startswith("#"):
@@ -112,16 +117,16 @@ def _read_phrases(files: str, base_dir: Path) -> list[str]:
     return phrases
 
 
-def _phrase_matcher(phrases: list[str]) -> Match:
+def _phrase_matcher(phrases: list[str]) -> Search:
     """Case-insensitive multi-phrase search (Aho-Corasick), like @pm."""
     automaton = ahocorasick.Automaton()
     for phrase in phrases:
         automaton.add_word(ascii_lower(phrase), ascii_lower(phrase))
     if not phrases:
-        return lambda value, expand: None
+        return lambda value: None
     automaton.make_automaton()
 
-    def pm(value: str, expand: Expand) -> Captures | None:
+    def pm(value: str) -> Captures | None:
         for _end, phrase in automaton.iter(ascii_lower(value)):
             return (phrase,)
         return None
@@ -129,7 +134,7 @@ def _phrase_matcher(phrases: list[str]) -> Match:
     return pm
 
 
-_LEADING_INTEGER = re.compile(r"\s*([+-]?\d+)")
+_LEADING_INTEGER: Final = re.compile(r"\s*([+-]?\d+)")
 
 
 def numeric(text: str) -> int:
@@ -177,7 +182,7 @@ def _byte_range(argument: str) -> Match:
         try:
             a, b = int(low), int(high) if dash else int(low)
         except ValueError:
-            raise OperatorError(f"invalid byte range {token!r}") from None
+            raise caused_by(OperatorError(f"invalid byte range {token!r}"), None)
         if not (0 <= a <= b <= 255):
             raise OperatorError(f"invalid byte range {token!r}")
         allowed.append(f"\\x{a:02x}-\\x{b:02x}")
@@ -189,7 +194,7 @@ def _byte_range(argument: str) -> Match:
     return byte_range
 
 
-_BAD_URL_ESCAPE = re.compile(r"%(?![0-9a-fA-F]{2})")
+_BAD_URL_ESCAPE: Final = re.compile(r"%(?![0-9a-fA-F]{2})")
 
 
 def _bad_url_encoding(value: str, expand: Expand) -> Captures | None:
@@ -197,6 +202,8 @@ def _bad_url_encoding(value: str, expand: Expand) -> Captures | None:
 
 
 def _bad_utf8(value: str, expand: Expand) -> Captures | None:
+    if value.isascii():
+        return None  # ASCII is valid UTF-8: no need to copy the value twice
     try:
         value.encode("latin-1", "replace").decode("utf-8")
     except UnicodeDecodeError:
@@ -204,13 +211,13 @@ def _bad_utf8(value: str, expand: Expand) -> Captures | None:
     return None
 
 
-def _ip_match(argument: str) -> Match:
+def _ip_match(argument: str) -> Search:
     try:
         networks = [ipaddress.ip_network(x.strip(), strict=False) for x in argument.split(",")]
     except ValueError as exc:
-        raise OperatorError(f"invalid @ipMatch list: {exc}") from None
+        raise caused_by(OperatorError(f"invalid @ipMatch list: {exc}"), None)
 
-    def ip_match(value: str, expand: Expand) -> Captures | None:
+    def ip_match(value: str) -> Captures | None:
         try:
             address = ipaddress.ip_address(value.strip())
         except ValueError:
@@ -220,45 +227,86 @@ def _ip_match(argument: str) -> Match:
     return ip_match
 
 
-def _detect_sqli(value: str, expand: Expand) -> Captures | None:
+def _detect_sqli(value: str) -> Captures | None:
     result = libinjection.is_sql_injection(value)
     return (str(result["fingerprint"]),) if result["is_sqli"] else None
 
 
-def _detect_xss(value: str, expand: Expand) -> Captures | None:
+def _detect_xss(value: str) -> Captures | None:
     return NO_CAPTURES if libinjection.is_xss(value)["is_xss"] else None
 
 
-MEMO_VALUE = 256
+MEMO_VALUE: Final = 256
 
-MEMO_ENTRIES = 20_000
+MEMO_ENTRIES: Final = 20_000
 
-"""libinjection verdicts kept per engine for values up to 256 bytes, at most 20k of them."""
+"""Verdicts of the costly operators kept per engine for values up to 256 bytes, at most 20k."""
 
-_MISSING = ("",)
+MEMO_JOINED_TEXT: Final = 1024
 
-MACRO_PATTERNS = 256
+MEMO_JOINED_ENTRIES: Final = 4096
+
+"""Verdicts on joined targets (scans) kept per engine for texts up to 1 KiB, at most 4096."""
+
+_MISSING: Final[Captures] = ("",)
+
+"""Marks a value the memo has not seen (None is a verdict). Declared as a tuple of any length on
+purpose: mypyc unboxes a fixed-length tuple and boxes a fresh one at each use, and `is` would
+then never find the sentinel, so every value would look like a cached match."""
+
+MACRO_PATTERNS: Final = 256
 
 """Compiled expansions kept per `@rx %{...}` rule before the cache is emptied."""
 
 
-def _memo(function: Match) -> Match:
-    """Header values, cookies and argument names recur across requests; libinjection costs
-    microseconds per call (the binding builds a token list), a dict lookup far less."""
-    cache: dict[str, Captures | None] = {}
+class Memo:
+    """The verdicts of an engine's costly searches (@rx, @pm, libinjection, @ipMatch) on short
+    texts.
 
-    def memo(value: str, expand: Expand) -> Captures | None:
-        if len(value) > MEMO_VALUE:
-            return function(value, expand)
-        result = cache.get(value, _MISSING)
-        if result is _MISSING:
-            result = function(value, expand)
-            if len(cache) >= MEMO_ENTRIES:
-                cache.clear()
-            cache[value] = result
-        return result
+    Header values, cookies and argument names recur across requests; a dict lookup costs far
+    less than a call into RE2 (over half a microsecond through its binding, even on a short
+    value), Aho-Corasick or libinjection (which builds a token list). Each search has its own
+    table keyed by the text alone (a str key is the fastest lookup); together they hold at
+    most `entries` verdicts on texts of at most `longest` characters, and are simply emptied
+    when full.
+    """
 
-    return memo
+    def __init__(self, longest: int = MEMO_VALUE, entries: int = MEMO_ENTRIES) -> None:
+        self.longest = longest
+        self.entries = entries
+        self.tables: list[dict[str, Captures | None]] = []
+        self.size = 0
+
+    def wrap(self, search: Search) -> Search:
+        """`search` with its verdicts kept."""
+        table: dict[str, Captures | None] = {}
+        self.tables.append(table)
+        longest = self.longest
+
+        def memo(text: str) -> Captures | None:
+            if len(text) > longest:
+                return search(text)
+            result = table.get(text, _MISSING)
+            if result is _MISSING:
+                result = search(text)
+                self.keep(table, text, result)
+            return result
+
+        return memo
+
+    def keep(self, table: dict[str, Captures | None], text: str, result: Captures | None) -> None:
+        """Add one verdict to `table`, emptying every table first when they are full."""
+        if self.size >= self.entries:
+            for each in self.tables:
+                each.clear()
+            self.size = 0
+        table[text] = result
+        self.size += 1
+
+
+def _constant(search: Search) -> Match:
+    """The Match of an operator without macros: it has nothing to expand."""
+    return lambda value, expand: search(value)
 
 
 def _within(value: str, operand: str) -> bool:
@@ -283,8 +331,8 @@ class CompiledOperator:
 JOINABLE = frozenset({"pm", "pmFromFile", "pmf", "validateByteRange", "contains"})
 
 
-def compile_operator(name: str, argument: str, base_dir: Path) -> CompiledOperator:
-    """Compile one operator.
+def compile_operator(name: str, argument: str, base_dir: Path, memo: Memo) -> CompiledOperator:
+    """Compile one operator; the costly ones keep their verdicts in the engine's `memo`.
 
     Raises KeyError for an operator outside the subset and OperatorError for a bad argument.
     """
@@ -306,21 +354,25 @@ def compile_operator(name: str, argument: str, base_dir: Path) -> CompiledOperat
         compiled = compile_regex(argument)
         search = compiled.search
         return CompiledOperator(
-            lambda value, expand: search(value),
+            _constant(memo.wrap(search)),
             compiled.engine,
             compiled.pattern if compiled.engine == "re2" else None,
         )
-    return CompiledOperator(_compile_other(name, argument, base_dir), joinable=name in JOINABLE)
+    return CompiledOperator(
+        _compile_other(name, argument, base_dir, memo), joinable=name in JOINABLE
+    )
 
 
-def _compile_other(name: str, argument: str, base_dir: Path) -> Match:
+def _compile_other(name: str, argument: str, base_dir: Path, memo: Memo) -> Match:
     if name == "pm":
-        return _phrase_matcher(argument.split())
+        return _constant(memo.wrap(_phrase_matcher(argument.split())))
     if name in ("pmFromFile", "pmf"):
-        return _phrase_matcher(_read_phrases(argument, base_dir))
+        return _constant(memo.wrap(_phrase_matcher(_read_phrases(argument, base_dir))))
+    if name == "detectSQLi":
+        return _constant(memo.wrap(_detect_sqli))
+    if name == "detectXSS":
+        return _constant(memo.wrap(_detect_xss))
     simple: dict[str, Match] = {
-        "detectSQLi": _memo(_detect_sqli),
-        "detectXSS": _memo(_detect_xss),
         "validateUrlEncoding": _bad_url_encoding,
         "validateUtf8Encoding": _bad_utf8,
         "unconditionalMatch": lambda value, expand: NO_CAPTURES,
@@ -350,8 +402,9 @@ def _compile_other(name: str, argument: str, base_dir: Path) -> Match:
         return _string_op(argument, strings[name])
     if name == "validateByteRange":
         return _byte_range(argument)
+    # ipaddress parses in Python: the client's address is worth remembering.
     if name == "ipMatch":
-        return _ip_match(argument)
+        return _constant(memo.wrap(_ip_match(argument)))
     if name == "ipMatchFromFile":
-        return _ip_match(",".join(_read_phrases(argument, base_dir)))
+        return _constant(memo.wrap(_ip_match(",".join(_read_phrases(argument, base_dir)))))
     raise KeyError(name)

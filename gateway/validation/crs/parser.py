@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.errors import caused_by
+
 
 class SecLangSyntaxError(ValueError):
     """A directive that cannot be parsed at all; names the file and line."""
@@ -259,7 +261,9 @@ def parse_id_ranges(text: str, location: Location) -> tuple[tuple[int, int], ...
         try:
             ranges.append((int(low), int(high) if dash else int(low)))
         except ValueError:
-            raise SecLangSyntaxError(f"{location}: invalid rule id or range {token!r}") from None
+            raise caused_by(
+                SecLangSyntaxError(f"{location}: invalid rule id or range {token!r}"), None
+            )
     return tuple(ranges)
 
 

@@ -3,7 +3,6 @@ transformed all at once; and the atoms (target x transformation chain) they read
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 from gateway.validation.crs import operators, transforms
@@ -31,7 +30,7 @@ class Passes(NamedTuple):
 
     prefilter: Prefilter | None = None
     scan: tuple[Atom, ...] | None = None
-    scan_match: Callable[[str], operators.Captures | None] | None = None
+    scan_match: operators.Search | None = None
     values: tuple[Atom, ...] | None = None
 
 
@@ -39,10 +38,12 @@ class Prefilters:
     """The atoms of a ruleset, shared by every rule that reads the same one, and the patterns
     of each chain's RE2 sets."""
 
-    def __init__(self) -> None:
+    def __init__(self, scans: operators.Memo) -> None:
+        self.scans = scans
+        """Keeps the verdicts of the scans over joined targets (see operators.Memo)."""
         self.sources: dict[tuple[VariableSpec, frozenset[VariableSpec]], int] = {}
         self.atoms: dict[tuple[int, VariableSpec, frozenset[VariableSpec], bool], Atom] = {}
-        self.prefixes: dict[tuple[str, ...], int] = {}
+        self.prefixes: dict[tuple[int, tuple[str, ...]], int] = {}
         self.atom_patterns: dict[int, set[int]] = {}
         self.atom_by_id: dict[int, Atom] = {}
         self.set_patterns: dict[int, list[bytes]] = {}
@@ -60,7 +61,7 @@ class Prefilters:
         """What can rule the rule out, or transform its values, ahead of its own evaluation."""
         prefilter = None
         scan = None
-        scan_match: Callable[[str], operators.Captures | None] | None = None
+        scan_match: operators.Search | None = None
         static = all(spec.name in STATIC_VARIABLES and not spec.count for spec in specs)
         if not negated and not multi_match and targets and static:
             if operator.set_pattern is not None:
@@ -70,9 +71,7 @@ class Prefilters:
                     prefilter = self.prefilter(scan, chain[0], operator.set_pattern)
                     # Past the chain's RE2 set, the rule's own regex over each joined target
                     # tells whether any single value can match.
-                    scan_match = operators.compile_regex(
-                        "(?m)" + operator.set_pattern.decode("latin-1")
-                    ).search
+                    scan_match = self.joined_search(operator.set_pattern)
             elif operator.joinable:
                 scan = _searched(self.atoms_of(specs, chain, targets, functions))
         elif (
@@ -84,14 +83,17 @@ class Prefilters:
             and static
         ):
             # multiMatch tests every transformation stage: scan them all, joined, in one search.
-            scan_match = operators.compile_regex(
-                "(?m)" + operator.set_pattern.decode("latin-1")
-            ).search
+            scan_match = self.joined_search(operator.set_pattern)
             scan = _searched(self.atoms_of(specs, chain, targets, functions, stages=True))
         values = None
         if functions and not multi_match and targets and static:
             values = self.atoms_of(specs, chain, targets, functions)
         return Passes(prefilter, scan, scan_match, values)
+
+    def joined_search(self, pattern: bytes) -> operators.Search:
+        """The rule's regex as it searches newline-joined values, its verdicts kept."""
+        regex = operators.compile_regex("(?m)" + pattern.decode("latin-1"))
+        return self.scans.wrap(regex.search)
 
     def prefilter(self, atoms: tuple[Atom, ...], chain_id: int, pattern: bytes) -> Prefilter:
         """Add the pattern to its chain's RE2 set, to be searched in these atoms' values."""
@@ -122,7 +124,7 @@ class Prefilters:
                 source = self.sources.setdefault((spec, excluded), len(self.sources))
                 ops = tuple(transforms.batch_op(name) for name in names)
                 prefixes = tuple(
-                    self.prefixes.setdefault(names[: i + 1], len(self.prefixes))
+                    self.prefixes.setdefault((source, names[: i + 1]), len(self.prefixes))
                     for i in range(len(names))
                 )
                 atom = Atom(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Final
 
 from gateway.validation.crs.transforms import url_decode
 
 Pairs = list[tuple[str, str]]
 
-MAX_JSON_DEPTH = 64
+MAX_JSON_DEPTH: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +76,7 @@ def flatten_json(document: object, prefix: str = "json") -> Pairs:
     return pairs
 
 
-_DISPOSITION = re.compile(r'\b(name|filename)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]*))', re.I)
+_DISPOSITION: Final = re.compile(r'\b(name|filename)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]*))', re.I)
 
 
 @dataclass(slots=True)
@@ -193,7 +194,9 @@ class RequestData:
             processor = "XML"
         method = as_bytes_text(view.method)
         protocol = as_bytes_text(view.protocol)
-        return cls(
+        # RequestData, not cls: mypyc calls a named native class's constructor directly, and
+        # `cls(...)` with keywords through the generic call protocol.
+        return RequestData(
             method=method,
             uri=uri,
             uri_raw=uri_raw,

@@ -3,21 +3,32 @@ kept per request and, for the short texts that recur across requests, engine-wid
 
 from __future__ import annotations
 
+from typing import Final
+
 from gateway.validation.crs import transforms
 from gateway.validation.crs.compiled import Atom
 from gateway.validation.crs.variables import TxState
 
-SHARED_CACHE_VALUE = 256
+SHARED_CACHE_VALUE: Final = 256
 
-SHARED_CACHE_ENTRIES = 20_000
+SHARED_CACHE_ENTRIES: Final = 20_000
 
 """Engine-wide transformation cache: values up to 256 characters, at most 20k results."""
 
-SHARED_JOINED_TEXT = 1024
+SHARED_JOINED_TEXT: Final = 1024
 
-SHARED_JOINED_ENTRIES = 4096
+SHARED_JOINED_ENTRIES: Final = 4096
 
 """Engine-wide cache of joined, transformed targets: texts up to 1 KiB, at most 4096 of them."""
+
+
+Raw = tuple[str, int]
+"""A target's untransformed values joined by newlines, and how many newlines join them
+(-1: no value)."""
+
+JoinedKey = tuple[int, str, int]
+"""(atom id, raw text, separators): flat, so that mypyc builds one tuple per lookup where a
+nested Raw pair would be boxed into a tuple of its own again each time."""
 
 
 class Texts:
@@ -36,7 +47,7 @@ class Texts:
     def __init__(
         self,
         state: TxState,
-        shared_joined: dict[tuple[int, tuple[str, int]], str],
+        shared_joined: dict[JoinedKey, str],
         shared_transformed: dict[tuple[int, str], str],
     ) -> None:
         self.state = state
@@ -44,8 +55,8 @@ class Texts:
         self.shared_transformed = shared_transformed
         self.cache: dict[tuple[int, str], str] = {}
         self.joined_cache: dict[int, str] = {}
-        self.raw_cache: dict[int, tuple[str, int]] = {}
-        self.prefix_cache: dict[tuple[int, int], tuple[str, list[str] | None]] = {}
+        self.raw_cache: dict[int, Raw] = {}
+        self.prefix_cache: dict[int, tuple[str, list[str] | None]] = {}
 
     def joined(self, atom: Atom) -> str:
         """The atom's transformed values joined by newlines (no value has its own edge lost).
@@ -55,11 +66,12 @@ class Texts:
         text = self.joined_cache.get(atom.id)
         if text is None:
             raw = self.raw(atom)
+            raw_text, separators = raw
             # Headers, cookies and argument names recur across requests: their transformed
             # text is kept engine-wide, in a bounded cache that is simply emptied when full.
             shared = self.shared_joined
-            key = (atom.id, raw)
-            small = len(raw[0]) <= SHARED_JOINED_TEXT
+            key = (atom.id, raw_text, separators)
+            small = len(raw_text) <= SHARED_JOINED_TEXT
             text = shared.get(key) if small else None
             if text is None:
                 text = self.batch(atom, raw)
@@ -70,20 +82,20 @@ class Texts:
             self.joined_cache[atom.id] = text
         return text
 
-    def raw(self, atom: Atom) -> tuple[str, int]:
-        """The atom's untransformed values joined by newlines, and how many newlines join them."""
+    def raw(self, atom: Atom) -> Raw:
+        """The atom's untransformed values, joined."""
         raw = self.raw_cache.get(atom.source)
         if raw is None:
             values = [v for _, v in atom.target.fetch(self.state)]
             raw = self.raw_cache[atom.source] = ("\n".join(values), len(values) - 1)
         return raw
 
-    def batch(self, atom: Atom, raw: tuple[str, int]) -> str:
+    def batch(self, atom: Atom, raw: Raw) -> str:
         """The chain run over all the values at once, joined by newlines.
 
         Each op works on the joined text when it can vouch for the result; when it cannot
         (a per-value transformation like base64Decode, or a value holding a newline), the
-        values are transformed one by one from there on.
+        values are transformed one by one (by the op, or here) from there on.
         Each prefix of a chain is computed once per source: the CRS chains share long prefixes
         (utf8toUnicode, urlDecodeUni, htmlEntityDecode, jsDecode, cssDecode, ...).
         """
@@ -92,27 +104,29 @@ class Texts:
             return ""
         stages = [text] if atom.stages else None
         cache = self.prefix_cache
-        source = atom.source
         values: list[str] | None = None
         for position, prefix in enumerate(atom.prefixes):
-            key = (source, prefix)
-            cached = cache.get(key)
+            cached = cache.get(prefix)
             if cached is None:
-                result = atom.ops[position](text, separators) if values is None else None
-                if result is None:
-                    if values is None:
-                        values = (
-                            text.split("\n")
-                            if text.count("\n") == separators
-                            else self.replay(atom, position)
-                        )
-                    function = atom.transforms[position]
-                    values = [function(v) for v in values]
+                batched = atom.ops[position](text, separators) if values is None else None
+                if isinstance(batched, str):
+                    result = batched
+                else:
+                    if batched is None:  # the op declined: each value on its own
+                        if values is None:
+                            values = (
+                                text.split("\n")
+                                if text.count("\n") == separators
+                                else self.replay(atom, position)
+                            )
+                        function = atom.transforms[position]
+                        batched = [function(v) for v in values]
+                    values = batched
                     result = "\n".join(values)
                     if result.count("\n") == separators:
                         # No value gained a newline: the joined text tells them apart again.
                         values = None
-                cached = cache[key] = (result, values)
+                cached = cache[prefix] = (result, values)
             after, values = cached
             if stages is not None and after != text:
                 stages.append(after)

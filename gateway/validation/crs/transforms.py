@@ -8,11 +8,12 @@ import hashlib
 import re
 import string
 from collections.abc import Callable
+from typing import Final
 
 Transform = Callable[[str], str]
 
-_URL_ESCAPE = re.compile(r"%([0-9a-fA-F]{2})|\+")
-_URL_ESCAPE_UNI = re.compile(r"%[uU]([0-9a-fA-F]{4})|%([0-9a-fA-F]{2})|\+")
+_URL_ESCAPE: Final = re.compile(r"%([0-9a-fA-F]{2})|\+")
+_URL_ESCAPE_UNI: Final = re.compile(r"%[uU]([0-9a-fA-F]{4})|%([0-9a-fA-F]{2})|\+")
 
 
 def _url_replace(match: re.Match[str]) -> str:
@@ -63,9 +64,9 @@ def utf8_to_unicode(value: str) -> str:
 
 # ModSecurity's decoder (v2 msc_util.c html_entities_decode_inplace, libmodsecurity3 the same):
 # numeric entities, and only five names; the semicolon is optional, the names are caseless.
-_HTML_ENTITY = re.compile(r"&(?:#[xX]([0-9a-fA-F]+)|#([0-9]+)|([a-zA-Z0-9]+));?")
-_HTML_NAMES = {"quot": '"', "amp": "&", "lt": "<", "gt": ">", "nbsp": "\xa0"}
-_LONG_MAX = 2**63 - 1
+_HTML_ENTITY: Final = re.compile(r"&(?:#[xX]([0-9a-fA-F]+)|#([0-9]+)|([a-zA-Z0-9]+));?")
+_HTML_NAMES: Final = {"quot": '"', "amp": "&", "lt": "<", "gt": ">", "nbsp": "\xa0"}
+_LONG_MAX: Final = 2**63 - 1
 
 
 def _html_replace(match: re.Match[str]) -> str:
@@ -85,8 +86,8 @@ def html_entity_decode(value: str) -> str:
     return _HTML_ENTITY.sub(_html_replace, value)
 
 
-_JS_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|[0-7]{1,3}|.)", re.S)
-_JS_SIMPLE = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_JS_ESCAPE: Final = re.compile(r"\\(u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|[0-7]{1,3}|.)", re.S)
+_JS_SIMPLE: Final = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 
 
 def _js_replace(match: re.Match[str]) -> str:
@@ -108,7 +109,7 @@ def js_decode(value: str) -> str:
     return _JS_ESCAPE.sub(_js_replace, value) if "\\" in value else value
 
 
-_CSS_ESCAPE = re.compile(r"\\([0-9a-fA-F]{1,6})\s?|\\(\n)|\\(.)", re.S)
+_CSS_ESCAPE: Final = re.compile(r"\\([0-9a-fA-F]{1,6})\s?|\\(\n)|\\(.)", re.S)
 
 
 def _css_replace(match: re.Match[str]) -> str:
@@ -126,8 +127,8 @@ def css_decode(value: str) -> str:
     return _CSS_ESCAPE.sub(_css_replace, value) if "\\" in value else value
 
 
-_ESCAPE_SEQ = re.compile(r"\\(x[0-9a-fA-F]{2}|[0-7]{1,3}|[abfnrtv\\?'\"])")
-_C_SIMPLE = {**_JS_SIMPLE, "\\": "\\", "?": "?", "'": "'", '"': '"'}
+_ESCAPE_SEQ: Final = re.compile(r"\\(x[0-9a-fA-F]{2}|[0-7]{1,3}|[abfnrtv\\?'\"])")
+_C_SIMPLE: Final = {**_JS_SIMPLE, "\\": "\\", "?": "?", "'": "'", '"': '"'}
 
 
 def _esc_replace(match: re.Match[str]) -> str:
@@ -143,10 +144,10 @@ def escape_seq_decode(value: str) -> str:
     return _ESCAPE_SEQ.sub(_esc_replace, value) if "\\" in value else value
 
 
-_CMD_DELETED = "\\\"'^"
+_CMD_DELETED: Final = "\\\"'^"
 # The separators ModSecurity's cmdLine folds (not \f nor \v); Python's \s would take more.
-_CMD_SEPARATORS = "\t\n\r,;"
-_CMD_SPACE_BEFORE = re.compile(r" (?=[/(])")
+_CMD_SEPARATORS: Final = "\t\n\r,;"
+_CMD_SPACE_BEFORE: Final = re.compile(r" (?=[/(])")
 
 
 def _delete(value: str, characters: str) -> str:
@@ -179,8 +180,8 @@ def cmd_line(value: str) -> str:
     return ascii_lower(value)
 
 
-_TO_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
-_TO_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
+_TO_LOWER: Final = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_TO_UPPER: Final = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
 
 
 def ascii_lower(value: str) -> str:
@@ -193,7 +194,7 @@ def ascii_upper(value: str) -> str:
 
 
 # isspace() and the non-breaking space 0xa0, as ModSecurity's whitespace transformations.
-_WHITESPACE = "\t\n\r\f\v\xa0"
+_WHITESPACE: Final = "\t\n\r\f\v\xa0"
 
 
 def compress_whitespace(value: str) -> str:
@@ -204,8 +205,8 @@ def remove_whitespace(value: str) -> str:
     return _delete(value, " " + _WHITESPACE)
 
 
-_COMMENT = re.compile(r"/\*.*?(?:\*/|\Z)|<!--.*?(?:-->|\Z)|--.*|#.*", re.S)
-_C_COMMENT = re.compile(r"/\*.*?(?:\*/|\Z)", re.S)
+_COMMENT: Final = re.compile(r"/\*.*?(?:\*/|\Z)|<!--.*?(?:-->|\Z)|--.*|#.*", re.S)
+_C_COMMENT: Final = re.compile(r"/\*.*?(?:\*/|\Z)", re.S)
 
 
 def remove_comments(value: str) -> str:
@@ -249,14 +250,18 @@ def normalise_path_win(value: str) -> str:
     return normalise_path(value.replace("\\", "/"))
 
 
-_BASE64_ALPHABET = (string.ascii_letters + string.digits + "+/").encode()
-_NOT_BASE64 = bytes(byte for byte in range(256) if byte not in _BASE64_ALPHABET)
+_BASE64_ALPHABET: Final = (string.ascii_letters + string.digits + "+/").encode()
+_NOT_BASE64: Final = bytes(byte for byte in range(256) if byte not in _BASE64_ALPHABET)
+_NOT_BASE64_NOR_NEWLINE: Final = _NOT_BASE64.replace(b"\n", b"")
 
 
 def base64_decode(value: str) -> str:
     """Characters outside the alphabet are skipped, a dangling sextet dropped, padding added."""
     # Every value holds one character per byte (latin-1): bytes.translate deletes in C.
-    cleaned = value.encode("latin-1", "replace").translate(None, _NOT_BASE64)
+    return _decode_cleaned(value.encode("latin-1", "replace").translate(None, _NOT_BASE64))
+
+
+def _decode_cleaned(cleaned: bytes) -> str:
     if len(cleaned) % 4 == 1:
         cleaned = cleaned[:-1]
     try:
@@ -290,7 +295,7 @@ def _identity(value: str) -> str:
     return value
 
 
-TRANSFORMS: dict[str, Transform] = {
+TRANSFORMS: Final[dict[str, Transform]] = {
     "none": _identity,
     "lowercase": ascii_lower,
     "uppercase": ascii_upper,
@@ -337,13 +342,15 @@ def lookup(name: str) -> Transform | None:
 #
 # The prefilters search the values of a target joined by newlines. Transforming that joined
 # text once instead of each value is exact when the result is the join of the transformed
-# values; each op below returns that join, or None when it cannot vouch for it.
+# values; each op below returns that join, or the transformed values one by one (when they
+# may hold newlines), or None when it cannot vouch for either.
 
-BatchOp = Callable[[str, int], str | None]
-"""(text of n values joined by n - 1 newlines, n - 1) -> the join of the transformed values."""
+BatchOp = Callable[[str, int], str | list[str] | None]
+"""(text of n values joined by n - 1 newlines, n - 1) -> the join of the transformed values,
+or the list of them."""
 
 # f(a + "\n" + b) == f(a) + "\n" + f(b) for any a, b: a newline is never consumed nor merged.
-SEPARATOR_SAFE = frozenset(
+SEPARATOR_SAFE: Final = frozenset(
     {
         "none",
         "lowercase",
@@ -358,7 +365,7 @@ SEPARATOR_SAFE = frozenset(
 )
 
 # Identity on any value that contains none of these substrings (so on their join as well).
-_TRIGGERS: dict[str, tuple[str, ...]] = {
+_TRIGGERS: Final[dict[str, tuple[str, ...]]] = {
     "jsdecode": ("\\",),
     "cssdecode": ("\\",),
     "escapeseqdecode": ("\\",),
@@ -384,22 +391,30 @@ def _cmd_line_lines(value: str) -> str:
     return ascii_lower(value)
 
 
-_LINE_VARIANTS: dict[str, Transform] = {
+_LINE_VARIANTS: Final[dict[str, Transform]] = {
     "compresswhitespace": _compress_lines,
     "removewhitespace": _remove_lines,
     "cmdline": _cmd_line_lines,
 }
 
 
+def _base64_each(text: str, separators: int) -> list[str] | None:
+    """base64Decode of each value, all cleaned in one pass (the newlines between them kept).
+
+    Decoded bytes often hold newlines, and then the joined text would no longer tell the
+    values apart: the decoded values come back one by one.
+    """
+    if text.count("\n") != separators:
+        return None  # a value holds a newline: the caller splits them its own way
+    cleaned = text.encode("latin-1", "replace").translate(None, _NOT_BASE64_NOR_NEWLINE)
+    return [_decode_cleaned(piece) for piece in cleaned.split(b"\n")]
+
+
 def _has_dot_line(text: str) -> bool:
     return text == "." or text.startswith(".\n") or text.endswith("\n.") or "\n.\n" in text
 
 
-def _decline(text: str, separators: int) -> str | None:
-    return None
-
-
-def _per_value(function: Transform) -> BatchOp:
+def _per_value(function: Transform) -> Callable[[str, int], str | None]:
     """Split on the separators (only when no value holds a newline) and transform each value."""
 
     def op(text: str, separators: int) -> str | None:
@@ -437,9 +452,7 @@ def batch_op(name: str) -> BatchOp:
 
         return path
     if name in ("base64decode", "base64decodeext"):
-        # Decoded bytes often hold newlines, and then the joined text no longer tells the
-        # values apart: the caller keeps the values one by one instead.
-        return _decline
+        return _base64_each
     variant = _LINE_VARIANTS.get(name)
     if variant is not None:
 

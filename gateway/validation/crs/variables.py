@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from gateway.validation.crs.parser import VariableSpec
 from gateway.validation.crs.request import Pairs, RequestData
@@ -47,7 +48,7 @@ def _combined_size(s: TxState) -> str:
     return str(sum(len(k) + len(v) for k, v in _args(s)))
 
 
-COLLECTIONS: dict[str, Callable[[TxState], Pairs]] = {
+COLLECTIONS: Final[dict[str, Callable[[TxState], Pairs]]] = {
     "ARGS": _args,
     "ARGS_GET": lambda s: s.data.args_get,
     "ARGS_POST": lambda s: s.data.args_post,
@@ -69,7 +70,7 @@ COLLECTIONS: dict[str, Callable[[TxState], Pairs]] = {
     "XML": lambda s: [],
 }
 
-SCALARS: dict[str, Callable[[TxState], str]] = {
+SCALARS: Final[dict[str, Callable[[TxState], str]]] = {
     "REQUEST_URI": lambda s: s.data.uri,
     "REQUEST_URI_RAW": lambda s: s.data.uri_raw,
     "REQUEST_FILENAME": lambda s: s.data.filename,
@@ -95,7 +96,7 @@ SCALARS: dict[str, Callable[[TxState], str]] = {
     "MATCHED_VAR_NAME": lambda s: s.matched_var_name,
 }
 
-DYNAMIC = frozenset({"TX", "MATCHED_VARS", "MATCHED_VARS_NAMES"})
+DYNAMIC: Final = frozenset({"TX", "MATCHED_VARS", "MATCHED_VARS_NAMES"})
 """Collections that change while the rules run, so they are never cached."""
 
 KeyTest = Callable[[str], bool]
@@ -135,10 +136,11 @@ def compile_target(spec: VariableSpec, exclusions: list[tuple[str, KeyTest]]) ->
     if name == "TX" and spec.selector and not spec.selector_is_regex:
         # TX is looked up by name on nearly every rule; a dict get beats a scan.
         tx_key = spec.selector.lower()
+        tx_label = f"TX:{tx_key}"
 
         def fetch_tx(s: TxState) -> Pairs:
             value = s.tx.get(tx_key)
-            return [] if value is None else [(f"TX:{tx_key}", value)]
+            return [] if value is None else [(tx_label, value)]
 
         fetch = fetch_tx
     elif name == "REQUEST_HEADERS" and spec.selector and not spec.selector_is_regex:
