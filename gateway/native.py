@@ -13,6 +13,7 @@ library.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.machinery
 import sys
 from pathlib import Path
@@ -98,7 +99,7 @@ def built_digest() -> str | None:
 
 
 def native_state() -> tuple[list[str], bool]:
-    """(the NATIVE_MODULES this process imported compiled, whether those are stale).
+    """(the NATIVE_MODULES this process runs compiled, whether those are stale); imports them.
 
     Stale: built from other sources than those in the tree (edited since the last
     scripts/bootstrap), so the process does not run the code that is read."""
@@ -106,7 +107,7 @@ def native_state() -> tuple[list[str], bool]:
     compiled = [
         name
         for name in NATIVE_MODULES
-        if (getattr(sys.modules.get(name), "__file__", None) or "").endswith(suffixes)
+        if str(importlib.import_module(name).__file__).endswith(suffixes)
     ]
     built = built_digest() if compiled else None
     return compiled, built is not None and built != source_digest()
