@@ -6,7 +6,10 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.machinery
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +99,21 @@ def test_caused_by_chains_as_raise_from_does() -> None:
     with pytest.raises(RuntimeError) as bare:
         raise_chained(None)
     assert bare.value.__cause__ is None and bare.value.__suppress_context__
+
+
+def test_the_installed_command_runs_from_anywhere(tmp_path: Path) -> None:
+    """`.venv/bin/gateway`, started outside the project directory, finds the compiled modules'
+    shared library (a top-level module beside gateway/): scripts/run starts it this way."""
+    command = Path(sys.executable).with_name("gateway")
+    if not command.exists():
+        pytest.skip("the gateway command is not installed in this environment")
+    policy = ROOT / "config" / "example.yaml"
+    result = subprocess.run(
+        [str(command), "check", str(policy)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
