@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.machinery
-import sys
 from pathlib import Path
 
 NATIVE_MODULES = (
@@ -53,7 +52,7 @@ NATIVE_MODULES = (
     "gateway.upstream.headers",
     "gateway.upstream.lean",
     "gateway.upstream.proxy",
-    "gateway.validation.crs.__init__",
+    "gateway.validation.crs",
     "gateway.validation.crs.actions",
     "gateway.validation.crs.compiled",
     "gateway.validation.crs.compiler",
@@ -77,7 +76,8 @@ DIGEST_FILE = ROOT / "build" / "native-digest"
 
 def source_files() -> list[str]:
     """The .py files of NATIVE_MODULES, relative to the project root (what mypyc is given)."""
-    return [name.replace(".", "/") + ".py" for name in NATIVE_MODULES]
+    paths = [name.replace(".", "/") for name in NATIVE_MODULES]
+    return [f"{path}/__init__.py" if (ROOT / path).is_dir() else f"{path}.py" for path in paths]
 
 
 def source_digest() -> str:
@@ -113,5 +113,5 @@ def native_state() -> tuple[list[str], bool]:
     return compiled, built is not None and built != source_digest()
 
 
-if __name__ == "__main__":  # scripts/bootstrap: `python gateway/native.py sources|digest`
-    print(" ".join(source_files()) if sys.argv[1:] == ["sources"] else source_digest())
+if __name__ == "__main__":  # scripts/bootstrap: `python gateway/native.py digest`
+    print(source_digest())
