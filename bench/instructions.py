@@ -34,7 +34,17 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import NGINX_COMMON, NGINX_PROXY, ORIGIN, PATH, ROOT, Stack, free_port, start_redis
+from run import (
+    NGINX_COMMON,
+    NGINX_PROXY,
+    ORIGIN,
+    PATH,
+    ROOT,
+    Stack,
+    free_port,
+    native_note,
+    start_redis,
+)
 
 PLAIN = "gateway, no policies"
 LIMITER = "gateway + memory limiter"
@@ -192,7 +202,7 @@ def report(counts: dict[str, float], requests: int) -> str:
     plain = counts[PLAIN]
     lines = [
         f"callgrind, {requests:,} sequential keep-alive GET {PATH} per target "
-        "(user-space instructions; the kernel's share is not counted)",
+        f"(user-space instructions; the kernel's share is not counted); {native_note()}",
         "",
         "| target | instructions/request | vs nginx | vs gateway, no policies |",
         "|---|---:|---:|---:|",

@@ -415,6 +415,18 @@ def _median(runs: list[Result]) -> Result:
     )
 
 
+def native_note() -> str:
+    """Whether the gateway under test (started from this tree) runs its mypyc-compiled modules:
+    the numbers differ by about a third between the two."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from gateway.native import NATIVE_MODULES, native_state
+
+    compiled, stale = native_state()
+    note = f"gateway modules compiled by mypyc: {len(compiled)}/{len(NATIVE_MODULES)}"
+    return note + (" (STALE: run scripts/bootstrap)" if stale else "")
+
+
 def report(
     results: dict[str, list[Result]],
     single: dict[str, list[Result]],
@@ -428,7 +440,8 @@ def report(
     lines = [
         f"wrk -t1 -c{args.connections} -d{args.seconds:g}s (and -c1), {args.rounds} interleaved "
         f"rounds, medians; {layout}; gateway access log: {args.access_log}; "
-        f"load average before: {load_before:.2f} (other work on the machine skews all rows)",
+        f"load average before: {load_before:.2f} (other work on the machine skews all rows); "
+        + native_note(),
         "",
         "| target | requests/s | p50 ms | p99 ms | errors | p50 ms at c1 | CPU µs/request |",
         "|---|---:|---:|---:|---:|---:|---:|",

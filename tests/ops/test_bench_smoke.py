@@ -27,6 +27,7 @@ def test_bench_smoke_prints_every_target_and_the_ratios() -> None:
         cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr
+    assert "gateway modules compiled by mypyc: " in done.stdout  # what the numbers were run on
     rows = {
         line.split("|")[1].strip(): line
         for line in done.stdout.splitlines()
