@@ -6,7 +6,7 @@ content, `request[KEY]`...), computed once at parse time or lazily when rarely n
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 from aiohttp import HttpVersion, web
 from multidict import CIMultiDictProxy
@@ -42,10 +42,10 @@ class ProxyRequest:
         "path",
         "raw_path",
         "remote",
-        "scheme",
         "state",
         "version",
     )
+    scheme: ClassVar[str] = "http"  # the proxy port speaks plain HTTP; TLS ends before it
 
     def __init__(
         self,
@@ -73,7 +73,6 @@ class ProxyRequest:
         self.content_length = content_length
         self.body_exists = body_exists
         self.keep_alive = keep_alive
-        self.scheme = "http"
         self.remote = connection.peer
         # app[STATE] once: through web.Application's __getitem__ it costs a call per step.
         self.state = connection.server.state
