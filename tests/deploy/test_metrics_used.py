@@ -58,7 +58,7 @@ routes:
   - name: attacked
     match: {path_prefix: /echo/attacked}
     validation:
-      attacks: {mode: block, crs: {rules_dir: "CRS_RULES"}}
+      attacks: {mode: block, crs: {rules_dir: "CRS_RULES", time_budget: 30s}}  # a verdict
   - name: hurried
     match: {path_prefix: /echo/hurried}
     validation:
