@@ -14,6 +14,7 @@ case for the Redis store (no two decisions share a round trip), which the ratios
     .venv/bin/python bench/instructions.py                 # every target, 2,000 requests each
     .venv/bin/python bench/instructions.py --requests 500  # quicker, same numbers within ~1%
     .venv/bin/python bench/instructions.py --smoke         # nginx, plain, memory limiter
+    .venv/bin/python bench/instructions.py --keep /tmp/ir  # and keep the profiles
 """
 
 from __future__ import annotations
@@ -152,6 +153,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--smoke", action="store_true", help="100 requests; no all-policies rows")
+    parser.add_argument(
+        "--keep", type=Path, help="copy callgrind's data files here, for callgrind_annotate"
+    )
     args = parser.parse_args()
     if args.smoke:
         args.requests = 100
@@ -193,6 +197,10 @@ def main() -> int:
             counts[name] = counted(
                 argv, workdir, f"target{len(counts)}", gateway_ready, args.requests
             )
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for data in workdir.glob("*.callgrind"):
+                shutil.copy(data, args.keep / data.name)
     print(report(counts, args.requests))
     return 0
 

@@ -18,6 +18,8 @@ import importlib.machinery
 from pathlib import Path
 
 NATIVE_MODULES = (
+    "gateway.capture.alerts",
+    "gateway.capture.reasons",
     "gateway.errors",
     "gateway.middleware.attacks",
     "gateway.middleware.capture",
@@ -28,6 +30,7 @@ NATIVE_MODULES = (
     "gateway.middleware.validation",
     "gateway.observability.families",
     "gateway.observability.metrics",
+    "gateway.observability.request_log",
     "gateway.problem",
     "gateway.ratelimit.adaptive",
     "gateway.ratelimit.headers",
@@ -52,6 +55,8 @@ NATIVE_MODULES = (
     "gateway.upstream.headers",
     "gateway.upstream.lean",
     "gateway.upstream.proxy",
+    "gateway.validation.attacks",
+    "gateway.validation.body",
     "gateway.validation.crs",
     "gateway.validation.crs.actions",
     "gateway.validation.crs.compiled",
@@ -68,6 +73,14 @@ NATIVE_MODULES = (
     "gateway.validation.crs.texts",
     "gateway.validation.crs.transforms",
     "gateway.validation.crs.variables",
+    "gateway.validation.forms",
+    "gateway.validation.jsonlimits",
+    "gateway.validation.limits",
+    "gateway.validation.paths",
+    "gateway.validation.sanitize",
+    "gateway.validation.schema",
+    "gateway.validation.ssrf",
+    "gateway.validation.validator",
 )
 ROOT = Path(__file__).resolve().parent.parent
 DIGEST_FILE = ROOT / "build" / "native-digest"

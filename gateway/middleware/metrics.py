@@ -6,7 +6,8 @@ import time
 
 from aiohttp import web
 
-from gateway.observability.logs import access_wanted, get_logger
+from gateway.observability.logs import get_logger
+from gateway.observability.request_log import access_wanted
 from gateway.server.connection import Answer, Handler, StreamedAnswer
 from gateway.server.request import ProxyRequest
 from gateway.state import BYTES_IN, BYTES_OUT, ROUTE, UPSTREAM_SECONDS

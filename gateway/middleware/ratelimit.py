@@ -138,4 +138,4 @@ def add_rate_limit_headers(request: ProxyRequest, response: Answer) -> str:
     limiter: RouteLimiter | None = request[ROUTE].limiter
     if limiter is None:
         return ""
-    return rate_limit_lines(limiter, verdict, response.headers)
+    return rate_limit_lines(limiter, verdict, response)

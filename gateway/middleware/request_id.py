@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import re
 
-from multidict import istr
-
-from gateway.observability.logs import LOGGED_REQUEST_ID, mint_request_id
-from gateway.server.connection import Answer, Handler
+from gateway.observability.request_log import LOGGED_REQUEST_ID, mint_request_id
+from gateway.server.connection import Answer, Handler, drop_fields
 from gateway.server.request import ProxyRequest
 from gateway.state import REQUEST_ID
 
 # Ids travel into logs and upstream headers: accept only short, printable, header-safe ones.
 _WELL_FORMED = re.compile(r"^[A-Za-z0-9._:+=/-]{1,128}$")
-X_REQUEST_ID = istr("X-Request-ID")
+X_REQUEST_ID = frozenset({"x-request-id"})
 
 
 async def request_id(request: ProxyRequest, handler: Handler) -> Answer:
@@ -32,7 +30,5 @@ def add_request_id_header(request: ProxyRequest, response: Answer) -> str:
     rid = request.get(REQUEST_ID)
     if rid is None:
         return ""
-    headers = response.headers
-    if X_REQUEST_ID in headers:
-        del headers[X_REQUEST_ID]
+    drop_fields(response, X_REQUEST_ID)
     return "X-Request-ID: " + rid + "\r\n"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextvars
 import logging
-import random
 import sys
-from collections.abc import Callable
-from typing import Any, Literal, TextIO, cast
+from typing import Any, TextIO, cast
 
 import structlog
+
+from gateway.observability.request_log import LOGGED_REQUEST_ID
 
 Logger = Any
 """structlog's bound logger; typed loosely because its methods are built at runtime."""
@@ -31,22 +30,6 @@ class _CurrentStdout:
 
     def flush(self) -> None:
         sys.stdout.flush()
-
-
-LOGGED_REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "gateway_request_id", default=None
-)
-"""The request being served, set by the request_id step: one ContextVar.set per request,
-where structlog's bind_contextvars costs a microsecond."""
-
-
-_random_bits = random.getrandbits
-
-
-def mint_request_id() -> str:
-    """128 random bits as 32 hex digits, as uuid4().hex. An id names, it guards nothing: the
-    process's generator (reseeded in forked workers) spares a getrandom() syscall per request."""
-    return f"{_random_bits(128):032x}"
 
 
 def _add_request_id(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -95,23 +78,3 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
 
 def get_logger(name: str) -> Logger:
     return structlog.get_logger(name)
-
-
-AccessMode = Literal["on", "off", "errors", "sampled"]
-
-
-def access_wanted(
-    mode: AccessMode,
-    sample_rate: float,
-    status: int,
-    draw: Callable[[], float] = random.random,
-) -> bool:
-    """Whether this response gets an access line: on, off, errors (status >= 400) or sampled.
-
-    A JSON line costs tens of microseconds (../shared/notes/perf.md): hot routes sample.
-    """
-    if mode == "on":
-        return True
-    if mode == "errors":
-        return status >= 400
-    return mode == "sampled" and draw() < sample_rate

@@ -11,25 +11,17 @@ header map, then rendered from it, cost more than the rest of the decision.
 from __future__ import annotations
 
 import math
-from collections.abc import MutableMapping
-
-from multidict import istr
 
 from gateway.ratelimit.limiter import RouteLimiter, Verdict
+from gateway.server.connection import Answer, drop_fields
 
-# Case-insensitive names made once: a header map takes them without folding them per request.
-POLICY = istr("RateLimit-Policy")
-RATE_LIMIT = istr("RateLimit")
-LIMIT = istr("X-RateLimit-Limit")
-REMAINING = istr("X-RateLimit-Remaining")
-RESET = istr("X-RateLimit-Reset")
-DRAFT = (POLICY, RATE_LIMIT)
-LEGACY = (LIMIT, REMAINING, RESET)
+DRAFT = frozenset({"ratelimit-policy", "ratelimit"})
+LEGACY = frozenset({"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"})
 _NAMES = {  # by (draft fields on, legacy fields on)
-    (True, True): DRAFT + LEGACY,
+    (True, True): DRAFT | LEGACY,
     (True, False): DRAFT,
     (False, True): LEGACY,
-    (False, False): (),
+    (False, False): frozenset(),
 }
 
 _ceil = math.ceil
@@ -40,11 +32,9 @@ def whole_seconds(seconds: float) -> int:
     return max(1, _ceil(seconds - 1e-9))
 
 
-def rate_limit_lines(
-    limiter: RouteLimiter, verdict: Verdict, headers: MutableMapping[str, str]
-) -> str:
-    """The verdict's fields as head lines; `headers` (the answer's own) loses any field of the
-    same names, so ours replace what the upstream sent rather than repeat it."""
+def rate_limit_lines(limiter: RouteLimiter, verdict: Verdict, answer: Answer) -> str:
+    """The verdict's fields as head lines; `answer` loses any field of its own of the same
+    names, so ours replace what the upstream sent rather than repeat it."""
     results = verdict.results
     fields = limiter.one_rule_fields
     if fields is not None:  # the common case: one rule, filled in with two numbers
@@ -52,7 +42,7 @@ def rate_limit_lines(
         rule = result.rule
         decision = result.decision
         if decision is not None and decision.limit == rule.limit:
-            _drop(headers, _NAMES[rule.draft_headers, rule.legacy_headers])
+            drop_fields(answer, _NAMES[rule.draft_headers, rule.legacy_headers])
             template, families = fields
             reset = max(1, _ceil(decision.reset_after - 1e-9))  # whole_seconds, inlined
             values = (decision.remaining, reset)
@@ -61,7 +51,7 @@ def rate_limit_lines(
     lines = ""
     policy = limiter.policy_line
     if policy:
-        _drop(headers, DRAFT)
+        drop_fields(answer, DRAFT)
         lines = policy
         items = [
             f"{r.rule.draft_item}{d.remaining};t={whole_seconds(d.reset_after)}"
@@ -71,18 +61,10 @@ def rate_limit_lines(
         if items:
             lines += "RateLimit: " + ", ".join(items) + "\r\n"
     if head is not None and (decision := head.decision) is not None and head.rule.legacy_headers:
-        _drop(headers, LEGACY)
+        drop_fields(answer, LEGACY)
         lines += (
             f"X-RateLimit-Limit: {decision.limit}\r\n"
             f"X-RateLimit-Remaining: {decision.remaining}\r\n"
             f"X-RateLimit-Reset: {whole_seconds(decision.reset_after)}\r\n"
         )
     return lines
-
-
-def _drop(headers: MutableMapping[str, str], names: tuple[istr, ...]) -> None:
-    if headers.keys().isdisjoint(names):  # the common case, in one C call (case-insensitive)
-        return
-    for name in names:
-        if name in headers:
-            del headers[name]

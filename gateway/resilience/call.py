@@ -237,14 +237,18 @@ async def _buffer(request: ProxyRequest, headers: CIMultiDict[str], limit: int) 
 class _HeldResponse:
     """An upstream response that gives its bulkhead place back when it is released."""
 
-    __slots__ = ("_inner", "_on_release", "headers", "reason", "status")
+    __slots__ = ("_inner", "_on_release", "fields", "reason", "status")
 
     def __init__(self, inner: UpstreamResponse, on_release: Callable[[], None]) -> None:
         self._inner = inner
         self._on_release: Callable[[], None] | None = on_release
         self.status: int = inner.status
         self.reason: str | None = inner.reason
-        self.headers: CIMultiDictProxy[str] = inner.headers
+        self.fields = inner.fields
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        return self._inner.headers
 
     def body(self) -> AsyncIterator[bytes]:
         return self._inner.body()

@@ -43,14 +43,21 @@ _VERSIONS = {"1.1": HttpVersion11, "1.0": HttpVersion10}
 
 
 class StreamedAnswer:
-    """The head of an answer whose body the proxy streams (`HttpConnection.write`)."""
+    """The head of an answer whose body the proxy streams (`HttpConnection.write`).
 
-    __slots__ = ("headers", "reason", "status")
+    Its fields are a list, as they came and in order, with the set of their lower-case names
+    beside it: the head is written once from them, and a header map built for every answer
+    only to be read through once cost more than the rest of the answer's head."""
 
-    def __init__(self, status: int, reason: str | None, headers: CIMultiDict[str]) -> None:
+    __slots__ = ("fields", "names", "reason", "status")
+
+    def __init__(
+        self, status: int, reason: str | None, fields: list[tuple[str, str]], names: set[str]
+    ) -> None:
         self.status = status
         self.reason = reason
-        self.headers = headers
+        self.fields = fields
+        self.names = names
 
 
 Answer = web.Response | StreamedAnswer
@@ -76,6 +83,21 @@ class _DateHeader:
 
 
 DATE = _DateHeader()
+
+
+def drop_fields(answer: Answer, names: frozenset[str]) -> None:
+    """Remove the answer's fields of these lower-case names (a hook writes its own instead)."""
+    if answer.__class__ is StreamedAnswer:
+        streamed = answer
+        if streamed.names.isdisjoint(names):  # the common case, in one C call
+            return
+        streamed.fields = [f for f in streamed.fields if f[0].lower() not in names]
+        streamed.names -= names
+        return
+    headers = cast(web.Response, answer).headers
+    for name in names:
+        if name in headers:
+            del headers[name]
 
 
 class HttpConnection(asyncio.Protocol):
@@ -464,7 +486,6 @@ class HttpConnection(asyncio.Protocol):
         for hook in self.server.prepare_hooks:
             lines += hook(request, answer)
         status = answer.status
-        headers = answer.headers
         keep_alive = self.keeps_alive(request)
         no_body = status in NO_BODY or status < 200
         self._chunked = False
@@ -485,7 +506,7 @@ class HttpConnection(asyncio.Protocol):
             self._closing = True
         elif request.version == HttpVersion10:
             framing.append("Connection: keep-alive")
-        self._head = render_head(status, answer.reason, headers, framing, lines)
+        self._head = render_answer_head(answer, framing, lines)
 
     async def write(self, data: bytes) -> None:
         """A piece of the streamed body; waits while the client reads slower than we send."""
@@ -543,7 +564,7 @@ class HttpConnection(asyncio.Protocol):
         self._head = None
         self._chunked = False
         if self.transport is not None:
-            head = render_head(101, answer.reason, answer.headers, (), lines)
+            head = render_answer_head(answer, (), lines)
             self.transport.write(head + early)
 
     def tunnel_to(self, sink: Callable[[bytes], None], eof: Callable[[], None]) -> None:
@@ -603,20 +624,33 @@ def _not_http() -> BadRequest:
     return BadRequest("The request is not valid HTTP/1.1")
 
 
+def render_answer_head(answer: Answer, framing: Iterable[str], rendered: str) -> bytes:
+    if answer.__class__ is StreamedAnswer:
+        streamed = answer
+        fields: Iterable[tuple[str, str]] = streamed.fields
+        dated = "date" in streamed.names
+    else:
+        headers = cast(web.Response, answer).headers
+        fields = headers.items()
+        dated = "Date" in headers
+    return render_head(answer.status, answer.reason, fields, dated, framing, rendered)
+
+
 def render_head(
     status: int,
     reason: str | None,
-    headers: CIMultiDict[str],
+    fields: Iterable[tuple[str, str]],
+    dated: bool,
     framing: Iterable[str],
     rendered: str = "",
 ) -> bytes:
-    """The status line, our framing fields, Date unless given, the answer's fields, the lines
-    the prepare hooks rendered, CRLF."""
+    """The status line, our framing fields, Date unless `dated` (the answer has one), the
+    answer's fields, the lines the prepare hooks rendered, CRLF."""
     lines = [f"HTTP/1.1 {status} {reason or _reason(status)}\r\n"]
     lines += [f"{field}\r\n" for field in framing]
-    if "Date" not in headers:
+    if not dated:
         lines.append(f"Date: {DATE.now()}\r\n")
-    lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
+    lines += [f"{name}: {value}\r\n" for name, value in fields]
     lines.append(rendered)
     lines.append("\r\n")
     return "".join(lines).encode("utf-8", "surrogateescape")

@@ -11,8 +11,9 @@ from typing import Any
 from aiohttp import web
 
 from gateway.errors import Rejection
-from gateway.observability.logs import get_logger, mint_request_id
+from gateway.observability.logs import get_logger
 from gateway.observability.metrics import status_class
+from gateway.observability.request_log import mint_request_id
 from gateway.policy.model import Limits
 from gateway.problem import problem_response
 from gateway.server.connection import Handler, HttpConnection, PrepareHook, render_head
@@ -125,7 +126,9 @@ class ProxyServer:
         response.headers["X-Request-ID"] = request_id
         # Connection: close, since what follows on this connection cannot be trusted.
         framing = (f"Content-Length: {len(body)}", "Connection: close")
-        head = render_head(error.status, response.reason, response.headers, framing)
+        headers = response.headers
+        dated = "Date" in headers
+        head = render_head(error.status, response.reason, headers.items(), dated, framing)
         transport = connection.transport
         if transport is not None and not transport.is_closing():
             transport.write(head + body)

@@ -32,7 +32,13 @@ class Timeouts:
 class UpstreamResponse(Protocol):
     status: int
     reason: str | None
-    headers: CIMultiDictProxy[str]
+    fields: list[tuple[str, str]]
+    """The header fields as they came, in order (what the proxy forwards from)."""
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """The same fields as a map, for the odd lookup (Retry-After...)."""
+        ...
 
     def body(self) -> AsyncIterator[bytes]:
         """The response body, chunk by chunk; raises UpstreamConnectError/UpstreamTimeout."""
@@ -70,13 +76,17 @@ class UpstreamClient(Protocol):
 
 
 class _AiohttpResponse:
-    __slots__ = ("_response", "headers", "reason", "status")
+    __slots__ = ("_response", "fields", "reason", "status")
 
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
         self.status = response.status
         self.reason = response.reason
-        self.headers = response.headers
+        self.fields = list(response.headers.items())
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        return self._response.headers
 
     async def body(self) -> AsyncIterator[bytes]:
         try:

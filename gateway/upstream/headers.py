@@ -45,6 +45,37 @@ def end_to_end(
     return out
 
 
+def downstream_fields(
+    fields: list[tuple[str, str]],
+) -> tuple[list[tuple[str, str]], set[str], str | None]:
+    """What `end_to_end(..., downstream=True)` keeps of a response's fields, as a list in their
+    order; their lower-case names; and the Content-Length the upstream gave (None without one).
+
+    One pass over the fields as they came, where building a header map of them and copying
+    it into another cost a map and a folded name per field twice over."""
+    kept: list[tuple[str, str]] = []
+    names: set[str] = set()
+    length: str | None = None
+    listed: frozenset[str] | None = None  # names a Connection field lists beyond the usual
+    for field in fields:
+        lower = field[0].lower()
+        if lower in _NOT_FORWARDED_DOWNSTREAM:
+            if lower == "content-length":
+                if length is None:
+                    length = field[1]
+            elif lower == "connection":
+                tokens = _connection_tokens(field[1])
+                if not tokens <= _NOT_FORWARDED_DOWNSTREAM:
+                    listed = tokens if listed is None else listed | tokens
+            continue
+        kept.append(field)
+        names.add(lower)
+    if listed is not None and not names.isdisjoint(listed):
+        kept = [field for field in kept if field[0].lower() not in listed]
+        names -= listed
+    return kept, names, length
+
+
 def parse_networks(networks: Iterable[str]) -> tuple[IPNetwork, ...]:
     return tuple(ipaddress.ip_network(n, strict=False) for n in networks)
 

@@ -30,9 +30,10 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _HIGH_WATER = 256 * 1024
 """Buffered response bytes at which reading from the upstream pauses (the client is slow)."""
+_FRAMING = frozenset({"content-length", "transfer-encoding"})
+"""A response with neither field (and a body) ends when the upstream closes the connection."""
 _INLINE_BODY = 16 * 1024
 """Bodies up to this size travel in the same write as the head."""
-_NO_HEADERS: CIMultiDict[str] = CIMultiDict()  # a connection's until a head is in; never written
 
 
 class _Stale(Exception):
@@ -78,7 +79,6 @@ class _Connection(asyncio.Protocol):
         self.got_bytes = False
         self.reason = b""
         self.raw_headers: list[tuple[str, str]] = []
-        self.headers: CIMultiDict[str] = _NO_HEADERS
         self.status = 0
         self.headers_done = False
         self.interim = False
@@ -163,13 +163,10 @@ class _Connection(asyncio.Protocol):
         self.status = status
         self.keep_alive = self.parser.should_keep_alive()
         self.headers_done = True
-        headers = self.headers = CIMultiDict(self.raw_headers)  # the response's, made once
         if self.head:
             raise _HeadDone
         if status not in (204, 304):
-            self.until_close = (
-                "Content-Length" not in headers and "Transfer-Encoding" not in headers
-            )
+            self.until_close = not any(name.lower() in _FRAMING for name, _ in self.raw_headers)
         self._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -297,7 +294,7 @@ class _Connection(asyncio.Protocol):
 
 
 class _LeanResponse:
-    __slots__ = ("_body_task", "_conn", "_read", "headers", "reason", "status")
+    __slots__ = ("_body_task", "_conn", "_headers", "_read", "fields", "reason", "status")
 
     def __init__(
         self, conn: _Connection, read_timeout: float, body_task: asyncio.Task[None] | None
@@ -307,7 +304,15 @@ class _LeanResponse:
         self._body_task = body_task
         self.status = conn.status
         self.reason: str | None = conn.reason.decode("latin-1") or None
-        self.headers = CIMultiDictProxy(conn.headers)
+        self.fields = conn.raw_headers
+        self._headers: CIMultiDictProxy[str] | None = None
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        # Made only when asked for (a Retry-After...): the proxy forwards from `fields`.
+        if self._headers is None:
+            self._headers = CIMultiDictProxy(CIMultiDict(self.fields))
+        return self._headers
 
     def body(self) -> AsyncIterator[bytes]:
         return _LeanBody(self)

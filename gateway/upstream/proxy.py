@@ -15,8 +15,8 @@ from gateway.server.connection import NO_BODY, Answer, StreamedAnswer
 from gateway.server.request import ProxyRequest
 from gateway.state import BODY, BYTES_IN, BYTES_OUT, REQUEST_ID, ROUTE, UPSTREAM_SECONDS
 from gateway.upstream.client import CHUNK_SIZE, UpstreamResponse
-from gateway.upstream.headers import add_forwarded, end_to_end
-from gateway.upstream.websocket import is_websocket_upgrade, proxy_websocket
+from gateway.upstream.headers import add_forwarded, downstream_fields, end_to_end
+from gateway.upstream.websocket import proxy_websocket
 
 log = get_logger("gateway.upstream")
 
@@ -30,7 +30,7 @@ async def proxy(request: ProxyRequest) -> Answer:
         # Absolute-form (GET http://host/path): only its path and query go to our upstream.
         target = request.rel_url.raw_path_qs
     url = route.upstream.base_url + target
-    if is_websocket_upgrade(request):
+    if _is_websocket_upgrade(request):
         return await proxy_websocket(request, url, headers, route.upstream.timeouts)
 
     body: bytes | AsyncIterator[bytes] | None
@@ -54,6 +54,15 @@ async def proxy(request: ProxyRequest) -> Answer:
         return await _stream_back(request, upstream)
     finally:
         upstream.release()
+
+
+def _is_websocket_upgrade(request: ProxyRequest) -> bool:
+    # Here rather than beside proxy_websocket: this module is compiled, that one is not.
+    return (
+        request.method == "GET"
+        and request.headers.get("Upgrade", "").lower() == "websocket"
+        and "upgrade" in request.headers.get("Connection", "").lower()
+    )
 
 
 def upstream_headers(request: ProxyRequest, route: RouteRuntime) -> CIMultiDict[str]:
@@ -98,8 +107,8 @@ class _CountedBody:
 
 
 async def _stream_back(request: ProxyRequest, up: UpstreamResponse) -> StreamedAnswer:
-    answer = StreamedAnswer(up.status, up.reason, end_to_end(up.headers, downstream=True))
-    length = up.headers.get("Content-Length")
+    fields, names, length = downstream_fields(up.fields)
+    answer = StreamedAnswer(up.status, up.reason, fields, names)
     has_body = request.method != "HEAD" and up.status not in NO_BODY
     size = None
     if length is not None and length.isdigit():
@@ -107,7 +116,8 @@ async def _stream_back(request: ProxyRequest, up: UpstreamResponse) -> StreamedA
             size = int(length)
         elif up.status != 204:  # a 204 never carries Content-Length (RFC 9110 §8.6)
             # HEAD and 304 answers announce the length of the body they do not carry.
-            answer.headers["Content-Length"] = length
+            fields.append(("Content-Length", length))
+            names.add("content-length")
     connection = request.connection
     connection.start_answer(request, answer, size)
     sent = 0

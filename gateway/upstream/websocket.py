@@ -22,14 +22,6 @@ from gateway.server.request import ProxyRequest
 from gateway.upstream.client import CHUNK_SIZE, Timeouts
 
 
-def is_websocket_upgrade(request: ProxyRequest) -> bool:
-    return (
-        request.method == "GET"
-        and request.headers.get("Upgrade", "").lower() == "websocket"
-        and "upgrade" in request.headers.get("Connection", "").lower()
-    )
-
-
 class _Head:
     """llhttp callbacks collecting the upstream's answer to the upgrade request."""
 
@@ -73,7 +65,8 @@ async def proxy_websocket(
         status, head, early = await _read_head(reader, timeouts.read)
         if status != 101:
             raise UpstreamConnectError(f"The upstream refused the WebSocket upgrade ({status})")
-        answer = StreamedAnswer(101, head.reason or None, head.headers)
+        fields = list(head.headers.items())
+        answer = StreamedAnswer(101, head.reason or None, fields, {n.lower() for n, _ in fields})
         connection = request.connection
         connection.switch_protocols(request, answer, early)
         forward = _Forward(writer, connection)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.errors import PolicyError
+from gateway.errors import PolicyError, caused_by
 from gateway.policy.attacks import Attacks
 from gateway.policy.model import Route
 from gateway.validation.crs.engine import CrsEngine, CrsLoadError, load_from_policy
@@ -44,9 +44,10 @@ def compile_attacks(
         try:
             engine = load_from_policy(attacks, base_dir)
         except CrsLoadError as exc:
-            raise PolicyError(
-                [f"{source}: routes[{index}].validation.attacks.crs.rules_dir: {exc}"]
-            ) from exc
+            raise caused_by(
+                PolicyError([f"{source}: routes[{index}].validation.attacks.crs.rules_dir: {exc}"]),
+                exc,
+            )
         engines[key] = engine
     assert route.validation is not None  # attacks live in the validation block
     return AttackDetector(

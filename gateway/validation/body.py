@@ -7,7 +7,7 @@ from typing import Protocol
 
 from aiohttp.http_exceptions import PayloadEncodingError
 
-from gateway.errors import ContentLengthMismatch, PayloadTooLarge, RequestTimeout
+from gateway.errors import ContentLengthMismatch, PayloadTooLarge, RequestTimeout, caused_by
 
 CHUNK = 1 << 16
 
@@ -36,9 +36,12 @@ async def read_bounded(
                 async with asyncio.timeout(idle_timeout):
                     chunk = await stream.read(want)
             except TimeoutError:
-                raise RequestTimeout(
-                    f"no part of the body arrived for {idle_timeout:g} s after {total} bytes"
-                ) from None
+                raise caused_by(
+                    RequestTimeout(
+                        f"no part of the body arrived for {idle_timeout:g} s after {total} bytes"
+                    ),
+                    None,
+                )
             if not chunk:
                 break
             total += len(chunk)
@@ -46,7 +49,7 @@ async def read_bounded(
                 raise too_large(limit)
             chunks.append(chunk)
     except (PayloadEncodingError, ConnectionResetError):
-        raise _mismatch(declared, total) from None
+        raise caused_by(_mismatch(declared, total), None)
     if declared is not None and total != declared:
         raise _mismatch(declared, total)
     return b"".join(chunks)

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from gateway.errors import FormRejected, InvalidUtf8
+from gateway.errors import FormRejected, InvalidUtf8, caused_by
 from gateway.policy.validation import Forms
 from gateway.validation.paths import pointer
 
@@ -56,10 +56,13 @@ def _disposition(raw_headers: bytes) -> tuple[str, bool]:
         try:
             decoded = field.encode("latin-1").decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidUtf8(
-                "a multipart field name is not UTF-8",
-                extensions={"check": "utf8", "expected": "UTF-8 field names"},
-            ) from None
+            raise caused_by(
+                InvalidUtf8(
+                    "a multipart field name is not UTF-8",
+                    extensions={"check": "utf8", "expected": "UTF-8 field names"},
+                ),
+                None,
+            )
         return decoded, "filename" in params or "filename*" in params
     raise _malformed("a part has no Content-Disposition")
 
@@ -92,16 +95,22 @@ class FormChecker:
                 max_num_fields=self.limits.max_fields,
             )
         except UnicodeError:
-            raise InvalidUtf8(
-                "the form body is not percent-encoded UTF-8",
-                extensions={"check": "utf8", "expected": "application/x-www-form-urlencoded"},
-            ) from None
+            raise caused_by(
+                InvalidUtf8(
+                    "the form body is not percent-encoded UTF-8",
+                    extensions={"check": "utf8", "expected": "application/x-www-form-urlencoded"},
+                ),
+                None,
+            )
         except ValueError:
-            raise _reject(
-                "max_fields",
-                "too many form fields",
-                f"at most {self.limits.max_fields} fields",
-            ) from None
+            raise caused_by(
+                _reject(
+                    "max_fields",
+                    "too many form fields",
+                    f"at most {self.limits.max_fields} fields",
+                ),
+                None,
+            )
         for name, value in pairs:
             self._check_name(name)
             if len(value) > self.limits.max_field_size:

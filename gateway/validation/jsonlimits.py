@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.errors import DuplicateJsonKey, InvalidJson, InvalidUtf8, JsonTooComplex
+from gateway.errors import DuplicateJsonKey, InvalidJson, InvalidUtf8, JsonTooComplex, caused_by
 from gateway.policy.validation import JsonLimits
 from gateway.validation.paths import FieldPath, Location, pointer
 
@@ -64,11 +64,18 @@ class JsonChecker:
         """The decoded document, or a 400-class rejection naming the check and the place."""
         try:
             text = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidUtf8(
-                f"byte {exc.start} is not valid UTF-8",
-                extensions={"check": "utf8", "offset": exc.start, "expected": "UTF-8 text"},
-            ) from None
+        except UnicodeDecodeError as undecodable:
+            raise caused_by(
+                InvalidUtf8(
+                    f"byte {undecodable.start} is not valid UTF-8",
+                    extensions={
+                        "check": "utf8",
+                        "offset": undecodable.start,
+                        "expected": "UTF-8 text",
+                    },
+                ),
+                None,
+            )
         self._check_depth(text)
         hook: Callable[[list[tuple[str, Any]]], dict[str, Any]] | None = (
             _strict_object if self.limits.duplicate_keys == "reject" else None
@@ -80,22 +87,34 @@ class JsonChecker:
                 parse_constant=_reject_constant,
                 parse_float=_finite_float,
             )
-        except _Duplicate as exc:
-            raise DuplicateJsonKey(
-                f"the key {exc.key[:64]!r} appears twice in one object",
-                extensions={"check": "duplicate_keys", "expected": "unique keys in each object"},
-            ) from None
-        except json.JSONDecodeError as exc:
-            raise InvalidJson(
-                f"{exc.msg} at line {exc.lineno} column {exc.colno}",
-                extensions={"check": "json_syntax", "offset": exc.pos, "expected": "JSON"},
-            ) from None
+        except _Duplicate as duplicate:  # one name per exception type: mypyc types a name once
+            raise caused_by(
+                DuplicateJsonKey(
+                    f"the key {duplicate.key[:64]!r} appears twice in one object",
+                    extensions={
+                        "check": "duplicate_keys",
+                        "expected": "unique keys in each object",
+                    },
+                ),
+                None,
+            )
+        except json.JSONDecodeError as syntax:
+            raise caused_by(
+                InvalidJson(
+                    f"{syntax.msg} at line {syntax.lineno} column {syntax.colno}",
+                    extensions={"check": "json_syntax", "offset": syntax.pos, "expected": "JSON"},
+                ),
+                None,
+            )
         except (ValueError, RecursionError):
             # Integers beyond Python's digit limit and nesting deeper than the scan saw.
-            raise InvalidJson(
-                "a value cannot be decoded",
-                extensions={"check": "json_syntax", "expected": "JSON"},
-            ) from None
+            raise caused_by(
+                InvalidJson(
+                    "a value cannot be decoded",
+                    extensions={"check": "json_syntax", "expected": "JSON"},
+                ),
+                None,
+            )
         self._check_shape(document, "\\u" in text)
         return document
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import nh3
 
+from gateway.errors import caused_by
 from gateway.policy.validation import SanitizeHtml
 from gateway.validation.paths import FieldPath, form_names
 
@@ -46,7 +47,7 @@ class Sanitizer:
                 link_rel=None,
             )
         except Exception as exc:  # nh3 raises ValueError or a Rust panic for a bad allow-list
-            raise SanitizerError(f"invalid sanitize_html allow-list: {exc}") from None
+            raise caused_by(SanitizerError(f"invalid sanitize_html allow-list: {exc}"), None)
         paths = tuple(FieldPath.compile(t) for t in policy.fields)
         return cls(cleaner, paths, excluded, form_names(paths, excluded))
 

@@ -17,7 +17,7 @@ from typing import Any
 import fastjsonschema
 import yaml
 
-from gateway.errors import SchemaViolation
+from gateway.errors import SchemaViolation, caused_by
 from gateway.validation.paths import pointer
 
 # Keywords of 2020-12 that draft 7 does not know; fastjsonschema would silently skip them.
@@ -59,7 +59,7 @@ def load_schema(spec: str | Mapping[str, Any], base_dir: Path) -> dict[str, Any]
         text = path.read_text(encoding="utf-8")
         data = yaml.safe_load(text) if path.suffix in {".yaml", ".yml"} else json.loads(text)
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
-        raise SchemaError(f"cannot read schema file {str(path)!r}: {exc}") from None
+        raise caused_by(SchemaError(f"cannot read schema file {str(path)!r}: {exc}"), None)
     if not isinstance(data, dict):
         raise SchemaError(f"schema file {str(path)!r} must hold a JSON object")
     return data
@@ -102,7 +102,7 @@ class CompiledSchema:
         except SchemaError:
             raise
         except Exception as exc:  # the generator raises several kinds for a bad schema
-            raise SchemaError(f"invalid JSON Schema: {exc}") from None
+            raise caused_by(SchemaError(f"invalid JSON Schema: {exc}"), None)
         return cls(target, function)
 
     def check(self, document: Any) -> None:
@@ -116,12 +116,15 @@ class CompiledSchema:
             rendered = json.dumps(exc.rule_definition, default=str)
             if len(rendered) <= _MAX_EXPECTED:
                 expected["value"] = exc.rule_definition
-            raise SchemaViolation(
-                exc.message.replace(exc.name or "data", where or "(root)", 1),
-                extensions={
-                    "check": f"schema.{self.target}",
-                    "pointer": where,
-                    "keyword": exc.rule,
-                    "expected": expected,
-                },
-            ) from None
+            raise caused_by(
+                SchemaViolation(
+                    exc.message.replace(exc.name or "data", where or "(root)", 1),
+                    extensions={
+                        "check": f"schema.{self.target}",
+                        "pointer": where,
+                        "keyword": exc.rule,
+                        "expected": expected,
+                    },
+                ),
+                None,
+            )

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from gateway.errors import InvalidUtf8, PolicyError
+from gateway.errors import InvalidUtf8, PolicyError, caused_by
 from gateway.policy.model import Route
 from gateway.policy.validation import Validation
 from gateway.validation.forms import FormChecker, Part
@@ -176,15 +176,18 @@ def _text(body: bytes, part: Part) -> str:
     try:
         return body[part.start : part.end].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidUtf8(
-            f"field {part.name[:64]!r} is not UTF-8",
-            extensions={
-                "check": "utf8",
-                "pointer": pointer((part.name,)),
-                "offset": exc.start,
-                "expected": "UTF-8 text",
-            },
-        ) from None
+        raise caused_by(
+            InvalidUtf8(
+                f"field {part.name[:64]!r} is not UTF-8",
+                extensions={
+                    "check": "utf8",
+                    "pointer": pointer((part.name,)),
+                    "offset": exc.start,
+                    "expected": "UTF-8 text",
+                },
+            ),
+            None,
+        )
 
 
 def _splice(body: bytes, parts: list[Part], texts: dict[int, tuple[str, str]]) -> bytes:
@@ -224,4 +227,4 @@ def compile_validator(route: Route, index: int, source: str) -> Validator | None
     try:
         return Validator.build(route.name, policy, base_dir)
     except (SchemaError, SanitizerError) as exc:
-        raise PolicyError([f"{source}: routes[{index}].validation: {exc}"]) from exc
+        raise caused_by(PolicyError([f"{source}: routes[{index}].validation: {exc}"]), exc)

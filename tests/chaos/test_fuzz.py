@@ -18,7 +18,13 @@ from gateway.policy.model import Policy
 from gateway.ratelimit.identity import group_ip, group_ipv4, jwt_claim
 from gateway.ratelimit.keys import compose
 from gateway.runtime import compile_policy
-from gateway.upstream.headers import HOP_BY_HOP, add_forwarded, client_address, end_to_end
+from gateway.upstream.headers import (
+    HOP_BY_HOP,
+    add_forwarded,
+    client_address,
+    downstream_fields,
+    end_to_end,
+)
 
 SETTINGS = settings(
     max_examples=200,
@@ -180,6 +186,20 @@ def test_end_to_end_headers_never_carry_hop_by_hop_fields(
     }
     out = end_to_end(given_headers, downstream=downstream)
     assert not {name.lower() for name in out} & (HOP_BY_HOP | named)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(HEADER_NAMES, HEADER_VALUES), max_size=12))
+def test_a_response_keeps_the_fields_the_header_map_would_keep(
+    fields: list[tuple[str, str]],
+) -> None:
+    """The proxy forwards a response's fields from their list (downstream_fields): the same
+    fields, in the same order, as the header map end_to_end keeps, and the first length."""
+    kept, names, length = downstream_fields(list(fields))
+    given_headers = CIMultiDict(fields)
+    assert kept == list(end_to_end(given_headers, downstream=True).items())
+    assert names == {name.lower() for name, _ in kept}
+    assert length == given_headers.get("Content-Length")
 
 
 ADDRESSES = st.text(max_size=40) | st.ip_addresses().map(str) | st.sampled_from(

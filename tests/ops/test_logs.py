@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from gateway.observability.logs import access_wanted
+from gateway.observability.request_log import access_wanted
 from tests.conftest import GatewayFactory, free_port
 from tests.ops.conftest import LogLines
 
