@@ -13,7 +13,7 @@ import asyncio
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDictProxy
 
 from gateway.errors import (
     BulkheadFull,
@@ -31,6 +31,7 @@ from gateway.runtime import RouteRuntime
 from gateway.server.request import ProxyRequest
 from gateway.state import BODY, BYTES_IN, RETRIES
 from gateway.upstream.client import UpstreamResponse
+from gateway.upstream.headers import Fields, set_field
 
 log = get_logger("gateway.resilience")
 
@@ -41,20 +42,18 @@ async def send_upstream(
     request: ProxyRequest,
     route: RouteRuntime,
     url: str,
-    headers: CIMultiDict[str],
+    fields: Fields,
     body: Body,
 ) -> UpstreamResponse:
     """Send the request as the route's resilience policy says; raise a Rejection if it fails."""
     state = request.state
     resilience = route.resilience
     if resilience is None:
-        return await state.upstream.send(
-            request.method, url, headers, body, route.upstream.timeouts
-        )
+        return await state.upstream.send(request.method, url, fields, body, route.upstream.timeouts)
     metrics = state.metrics
     bulkhead = resilience.bulkhead
     if bulkhead is None:
-        return await _tries(request, route, resilience, metrics, url, headers, body)
+        return await _tries(request, route, resilience, metrics, url, fields, body)
     if not await bulkhead.acquire():
         metrics.bulkhead_rejections.labels(route.name).inc()
         metrics.upstream_calls.labels(route.name, BulkheadFull.reason).inc()
@@ -67,7 +66,7 @@ async def send_upstream(
         gauge.set(bulkhead.in_flight)
 
     try:
-        response = await _tries(request, route, resilience, metrics, url, headers, body)
+        response = await _tries(request, route, resilience, metrics, url, fields, body)
     except BaseException:
         give_back()
         raise
@@ -81,7 +80,7 @@ async def _tries(
     res: RouteResilience,
     metrics: GatewayMetrics,
     url: str,
-    headers: CIMultiDict[str],
+    fields: Fields,
     body: Body,
 ) -> UpstreamResponse:
     client = request.state.upstream
@@ -89,7 +88,7 @@ async def _tries(
     deadline = None if res.total is None else loop.time() + res.total
     retry = res.retry if res.retry is not None and res.retry.allows_method(request.method) else None
     if retry is not None and body is not None and not isinstance(body, bytes):
-        buffered = await _buffer(request, headers, retry.buffer_body)
+        buffered = await _buffer(request, fields, retry.buffer_body)
         if buffered is None:
             retry = None  # too large or unsized to send twice: one try only
         else:
@@ -125,7 +124,7 @@ async def _tries(
             response = await client.send(
                 request.method,
                 url,
-                headers,
+                fields,
                 body,
                 route.upstream.timeouts,
                 None if limit is None else loop.time() + limit,
@@ -222,7 +221,7 @@ def _open_error(res: RouteResilience, retry_after: float) -> Rejection:
     )
 
 
-async def _buffer(request: ProxyRequest, headers: CIMultiDict[str], limit: int) -> bytes | None:
+async def _buffer(request: ProxyRequest, fields: Fields, limit: int) -> bytes | None:
     """Read a small sized body whole so that a retry can send it again; None if it is not."""
     length = request.content_length
     if length is None or length > limit or "Transfer-Encoding" in request.headers:
@@ -230,7 +229,7 @@ async def _buffer(request: ProxyRequest, headers: CIMultiDict[str], limit: int) 
     data = await request.read()
     request[BODY] = data
     request[BYTES_IN] = len(data)
-    headers["Content-Length"] = str(len(data))
+    set_field(fields, "Content-Length", str(len(data)))
     return data
 
 

@@ -345,6 +345,7 @@ class HttpConnection(asyncio.Protocol):
             target,
             version,
             CIMultiDictProxy(headers),
+            self._headers,
             hosts[0] if hosts else self.local_host,
             self._header_bytes,
             body,

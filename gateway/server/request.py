@@ -34,6 +34,7 @@ class ProxyRequest:
         "connection",
         "content",
         "content_length",
+        "fields",
         "header_bytes",
         "headers",
         "host",
@@ -54,6 +55,7 @@ class ProxyRequest:
         raw_path: str,
         version: HttpVersion,
         headers: CIMultiDictProxy[str],
+        fields: list[tuple[str, str]],
         host: str,
         header_bytes: int,
         content: RequestBody,
@@ -67,6 +69,7 @@ class ProxyRequest:
         self.raw_path = raw_path
         self.version = version
         self.headers = headers
+        self.fields = fields  # the same header fields as a list, in order, as they came
         self.host = host  # the Host header, or (HTTP/1.0 without one) the address we listen on
         self.header_bytes = header_bytes  # of the header block as sent, counted by the parser
         self.content = content

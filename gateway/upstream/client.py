@@ -59,12 +59,13 @@ class UpstreamClient(Protocol):
         self,
         method: str,
         url: str,
-        headers: CIMultiDict[str],
+        fields: list[tuple[str, str]],
         body: bytes | AsyncIterable[bytes] | None,
         timeouts: Timeouts,
         deadline: float | None = None,
     ) -> UpstreamResponse:
-        """Send one request; raise UpstreamConnectError or UpstreamTimeout when it fails.
+        """Send one request with these header fields (in this order, Content-Length among them
+        when the caller knows it); raise UpstreamConnectError or UpstreamTimeout when it fails.
 
         `deadline` (the event loop's clock) bounds the whole try up to the response head, as
         a per-try timeout does: past it, UpstreamTimeout. A Rejection raised by the body
@@ -122,7 +123,7 @@ class AiohttpUpstreamClient:
         self,
         method: str,
         url: str,
-        headers: CIMultiDict[str],
+        fields: list[tuple[str, str]],
         body: bytes | AsyncIterable[bytes] | None,
         timeouts: Timeouts,
         deadline: float | None = None,
@@ -137,7 +138,7 @@ class AiohttpUpstreamClient:
                     method,
                     # encoded=True: the target travels byte for byte (no %7E -> ~, no ../ folding).
                     URL(url, encoded=True),
-                    headers=headers,
+                    headers=CIMultiDict(fields),
                     data=body,
                     allow_redirects=False,
                     timeout=timeout,

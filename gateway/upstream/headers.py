@@ -6,8 +6,6 @@ import functools
 import ipaddress
 from collections.abc import Iterable
 
-from multidict import CIMultiDict, CIMultiDictProxy
-
 # RFC 9110 §7.6.1, plus Proxy-Connection (a legacy non-standard spelling that must never travel).
 # Expect is answered by our own server (it sends 100 Continue), so it must not travel either.
 HOP_BY_HOP = frozenset(
@@ -26,30 +24,80 @@ def _connection_tokens(value: str) -> frozenset[str]:
     return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
 
 
-def end_to_end(
-    headers: CIMultiDictProxy[str] | CIMultiDict[str], *, downstream: bool
-) -> CIMultiDict[str]:
-    """Copy the headers that travel end to end, dropping hop-by-hop ones and those Connection names.
+Fields = list[tuple[str, str]]
+"""Header fields as they travel: (name, value) pairs in order, names as sent."""
 
-    Content-Length and Host are dropped too: the HTTP layer on each side recomputes them.
-    """
-    dropped = _NOT_FORWARDED_DOWNSTREAM if downstream else _NOT_FORWARDED_UPSTREAM
-    for value in headers.getall("Connection", ()):
-        tokens = _connection_tokens(value)
-        if not tokens <= dropped:  # keep-alive and close are dropped anyway
-            dropped = dropped | tokens
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        if name.lower() not in dropped:
-            out.add(name, value)
-    return out
+
+def upstream_fields(
+    fields: Fields,
+    *,
+    peer: str | None,
+    scheme: str,
+    peer_trusted: bool,
+    request_id: str,
+    host: str,
+) -> Fields:
+    """The request's fields as they go upstream, in one pass over them as they came: the
+    end-to-end ones (hop-by-hop fields and those Connection names dropped, Host and
+    Content-Length too: each side's HTTP layer sets its own), X-Forwarded-For with the peer
+    appended, X-Forwarded-Proto and -Host as nginx sets them (kept as sent only from a trusted
+    peer), our X-Request-ID, and `host` as Host. tests/chaos/test_fuzz.py holds it to the same
+    rules written over a header map."""
+    dropped = _NOT_FORWARDED_UPSTREAM
+    lowered: list[str] = []
+    client_host: str | None = None  # for X-Forwarded-Host: the first Host the client sent
+    for field in fields:
+        lower = field[0].lower()
+        lowered.append(lower)
+        if lower == "connection":
+            tokens = _connection_tokens(field[1])
+            if not tokens <= dropped:  # keep-alive and close are dropped anyway
+                dropped = dropped | tokens
+        elif lower == "host" and client_host is None:
+            client_host = field[1]
+    kept: Fields = []
+    prior: list[str] = []  # X-Forwarded-For hops so far
+    has_proto = has_host = False
+    for lower, field in zip(lowered, fields, strict=True):
+        if lower in dropped or lower == "x-request-id":
+            continue
+        if lower == "x-forwarded-for" and peer:
+            prior.append(field[1])
+            continue
+        if lower == "x-forwarded-proto":
+            if not peer_trusted:
+                continue  # ours replaces what an untrusted peer claims
+            has_proto = True
+        elif lower == "x-forwarded-host":
+            if client_host and not peer_trusted:
+                continue
+            has_host = True
+        kept.append(field)
+    if peer:
+        hops = ", ".join(prior)
+        kept.append(("X-Forwarded-For", f"{hops}, {peer}" if hops else peer))
+    if not has_proto:
+        kept.append(("X-Forwarded-Proto", scheme))
+    if client_host and not has_host:
+        kept.append(("X-Forwarded-Host", client_host))
+    kept.append(("X-Request-ID", request_id))
+    kept.append(("Host", host))
+    return kept
+
+
+def set_field(fields: Fields, name: str, value: str) -> None:
+    """Set `name` to `value` alone, in place of any field of that name (any case)."""
+    lower = name.lower()
+    fields[:] = [field for field in fields if field[0].lower() != lower]
+    fields.append((name, value))
 
 
 def downstream_fields(
     fields: list[tuple[str, str]],
 ) -> tuple[list[tuple[str, str]], set[str], str | None]:
-    """What `end_to_end(..., downstream=True)` keeps of a response's fields, as a list in their
-    order; their lower-case names; and the Content-Length the upstream gave (None without one).
+    """The end-to-end fields of a response (hop-by-hop ones, those Connection names and
+    Content-Length dropped), as a list in their order; their lower-case names; and the
+    Content-Length the upstream gave (None without one).
 
     One pass over the fields as they came, where building a header map of them and copying
     it into another cost a map and a folded name per field twice over."""
@@ -126,24 +174,6 @@ def _is_trusted(
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address, trusted: tuple[IPNetwork, ...]
 ) -> bool:
     return any(ip in network for network in trusted)
-
-
-def add_forwarded(
-    headers: CIMultiDict[str],
-    *,
-    peer: str | None,
-    scheme: str,
-    host: str | None,
-    peer_trusted: bool,
-) -> None:
-    """Append the peer to X-Forwarded-For and set X-Forwarded-Proto/Host, as nginx does."""
-    prior = ", ".join(headers.getall("X-Forwarded-For", ()))
-    if peer:
-        headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
-    if not (peer_trusted and "X-Forwarded-Proto" in headers):
-        headers["X-Forwarded-Proto"] = scheme
-    if host and not (peer_trusted and "X-Forwarded-Host" in headers):
-        headers["X-Forwarded-Host"] = host
 
 
 def peer_facts(peer: str | None, trusted: tuple[IPNetwork, ...]) -> tuple[str, bool]:

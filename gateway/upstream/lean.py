@@ -402,13 +402,13 @@ class LeanUpstreamClient:
         self,
         method: str,
         url: str,
-        headers: CIMultiDict[str],
+        fields: list[tuple[str, str]],
         body: bytes | AsyncIterable[bytes] | None,
         timeouts: Timeouts,
         deadline: float | None = None,
     ) -> UpstreamResponse:
         origin, target = self._origin(url)
-        head, chunked = _head(method, target, headers, body)
+        head, chunked = _head(method, target, fields, body)
         replayable = body is None or isinstance(body, bytes)
         conn = await self._acquire(origin, timeouts.connect, fresh=False, deadline=deadline)
         try:
@@ -593,24 +593,28 @@ class LeanUpstreamClient:
 def _head(
     method: str,
     target: str,
-    headers: CIMultiDict[str],
+    fields: list[tuple[str, str]],
     body: bytes | AsyncIterable[bytes] | None,
 ) -> tuple[bytes, bool]:
-    """The request line and headers as sent, and whether the body goes chunked."""
+    """The request line and fields as sent, and whether the body goes chunked."""
     chunked = False
+    lines = [f"{name}: {value}\r\n" for name, value in fields]
     if body is None:
-        if method not in _BODYLESS and "Content-Length" not in headers:
-            headers["Content-Length"] = "0"
+        if method not in _BODYLESS and not _has_length(fields):
+            lines.append("Content-Length: 0\r\n")
     elif isinstance(body, bytes):
-        if "Content-Length" not in headers:
-            headers["Content-Length"] = str(len(body))
-    elif "Content-Length" not in headers:
-        headers["Transfer-Encoding"] = "chunked"
+        if not _has_length(fields):
+            lines.append(f"Content-Length: {len(body)}\r\n")
+    elif not _has_length(fields):
+        lines.append("Transfer-Encoding: chunked\r\n")
         chunked = True
-    lines = [f"{name}: {value}\r\n" for name, value in headers.items()]
     text = f"{method} {target} HTTP/1.1\r\n{''.join(lines)}\r\n"
     # A CR or LF inside a name or value would split the head: header injection.
     breaks = len(lines) + 2
     if text.count("\n") != breaks or text.count("\r") != breaks:
         raise UpstreamConnectError("A request header carries a line break")
     return text.encode("utf-8", "surrogateescape"), chunked
+
+
+def _has_length(fields: list[tuple[str, str]]) -> bool:
+    return any(name.lower() == "content-length" for name, _ in fields)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp.http_exceptions import HttpProcessingError
-from multidict import CIMultiDict
 
 from gateway.errors import BadRequest, UpstreamConnectError, UpstreamTimeout, caused_by
 from gateway.observability.logs import get_logger
@@ -15,7 +14,7 @@ from gateway.server.connection import NO_BODY, Answer, StreamedAnswer
 from gateway.server.request import ProxyRequest
 from gateway.state import BODY, BYTES_IN, BYTES_OUT, REQUEST_ID, ROUTE, UPSTREAM_SECONDS
 from gateway.upstream.client import CHUNK_SIZE, UpstreamResponse
-from gateway.upstream.headers import add_forwarded, downstream_fields, end_to_end
+from gateway.upstream.headers import Fields, downstream_fields, upstream_fields
 from gateway.upstream.websocket import proxy_websocket
 
 log = get_logger("gateway.upstream")
@@ -24,30 +23,30 @@ log = get_logger("gateway.upstream")
 async def proxy(request: ProxyRequest) -> Answer:
     state = request.state
     route = request[ROUTE]
-    headers = upstream_headers(request, route)
+    fields = _upstream_fields(request, route)
     target = request.raw_path
     if not target.startswith("/"):
         # Absolute-form (GET http://host/path): only its path and query go to our upstream.
         target = request.rel_url.raw_path_qs
     url = route.upstream.base_url + target
     if _is_websocket_upgrade(request):
-        return await proxy_websocket(request, url, headers, route.upstream.timeouts)
+        return await proxy_websocket(request, url, fields, route.upstream.timeouts)
 
     body: bytes | AsyncIterator[bytes] | None
     buffered = request.get(BODY)
     if buffered is not None:
         body = buffered
         request[BYTES_IN] = len(buffered)
-        headers["Content-Length"] = str(len(buffered))
+        fields.append(("Content-Length", str(len(buffered))))
     elif request.body_exists:
         body = _CountedBody(request)
-        if "Content-Length" in request.headers and "Transfer-Encoding" not in request.headers:
-            headers["Content-Length"] = request.headers["Content-Length"]
+        if request.content_length is not None and "Transfer-Encoding" not in request.headers:
+            fields.append(("Content-Length", str(request.content_length)))
     else:
         body = None
     loop = request.connection.loop  # asyncio.get_running_loop() is a getpid() syscall
     sent_at = loop.time()
-    upstream = await send_upstream(request, route, url, headers, body)
+    upstream = await send_upstream(request, route, url, fields, body)
     request[UPSTREAM_SECONDS] = loop.time() - sent_at
     state.metrics.route(route.name).upstream_duration.observe(request[UPSTREAM_SECONDS])
     try:
@@ -65,19 +64,16 @@ def _is_websocket_upgrade(request: ProxyRequest) -> bool:
     )
 
 
-def upstream_headers(request: ProxyRequest, route: RouteRuntime) -> CIMultiDict[str]:
+def _upstream_fields(request: ProxyRequest, route: RouteRuntime) -> Fields:
     compiled = request.state.current
-    headers = end_to_end(request.headers, downstream=False)
-    add_forwarded(
-        headers,
+    return upstream_fields(
+        request.fields,
         peer=request.remote,
         scheme=request.scheme,
-        host=request.headers.get("Host"),
         peer_trusted=request.connection.peer_facts(compiled.trusted_proxies)[1],
+        request_id=request[REQUEST_ID],
+        host=request.host if route.upstream.preserve_host else route.upstream.host,
     )
-    headers["X-Request-ID"] = request[REQUEST_ID]
-    headers["Host"] = request.host if route.upstream.preserve_host else route.upstream.host
-    return headers
 
 
 class _CountedBody:

@@ -41,7 +41,7 @@ class _Head:
 
 
 async def proxy_websocket(
-    request: ProxyRequest, url: str, headers: CIMultiDict[str], timeouts: Timeouts
+    request: ProxyRequest, url: str, fields: list[tuple[str, str]], timeouts: Timeouts
 ) -> StreamedAnswer:
     parts = urlsplit(url)
     secure = parts.scheme == "https"
@@ -60,7 +60,7 @@ async def proxy_websocket(
         if parts.query:
             target += "?" + parts.query
         lines = [f"GET {target} HTTP/1.1", "Connection: Upgrade", "Upgrade: websocket"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines += [f"{name}: {value}" for name, value in fields]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape"))
         status, head, early = await _read_head(reader, timeouts.read)
         if status != 101:

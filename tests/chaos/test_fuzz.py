@@ -18,13 +18,7 @@ from gateway.policy.model import Policy
 from gateway.ratelimit.identity import group_ip, group_ipv4, jwt_claim
 from gateway.ratelimit.keys import compose
 from gateway.runtime import compile_policy
-from gateway.upstream.headers import (
-    HOP_BY_HOP,
-    add_forwarded,
-    client_address,
-    downstream_fields,
-    end_to_end,
-)
+from gateway.upstream.headers import HOP_BY_HOP, client_address, downstream_fields, upstream_fields
 
 SETTINGS = settings(
     max_examples=200,
@@ -160,6 +154,8 @@ HEADER_NAMES = st.sampled_from(
     ["Connection", "Keep-Alive", "TE", "Transfer-Encoding", "Upgrade", "Host", "Content-Length",
      "X-Forwarded-For", "X-Forwarded-Proto", "Authorization", "Cookie", "X-Custom", "Expect"]
 ) | st.from_regex(r"\A[A-Za-z0-9!#$%&'*+.^_`|~-]{1,20}\Z")  # fmt: skip
+AT = {"request_id": "rid", "host": "app:80"}
+FORWARDING = ["X-Forwarded-For", "x-forwarded-proto", "X-Forwarded-Host", "X-Request-Id", "host"]
 HEADER_VALUES = st.text(max_size=60) | st.sampled_from(
     [
         "close, X-Custom",
@@ -170,6 +166,31 @@ HEADER_VALUES = st.text(max_size=60) | st.sampled_from(
         "\ud800 x",
     ]
 )
+
+
+# The forwarding rules written over a header map, as the proxy once applied them: the model
+# that the one-pass functions over field lists are held to.
+def end_to_end(headers: CIMultiDict[str], *, downstream: bool) -> CIMultiDict[str]:
+    dropped = set(HOP_BY_HOP) | {"content-length"} | (set() if downstream else {"expect", "host"})
+    for value in headers.getall("Connection", ()):
+        dropped |= {t.strip().lower() for t in value.split(",") if t.strip()}
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        if name.lower() not in dropped:
+            out.add(name, value)
+    return out
+
+
+def add_forwarded(
+    headers: CIMultiDict[str], *, peer: str | None, scheme: str, host: str | None, trusted: bool
+) -> None:
+    prior = ", ".join(headers.getall("X-Forwarded-For", ()))
+    if peer:
+        headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+    if not (trusted and "X-Forwarded-Proto" in headers):
+        headers["X-Forwarded-Proto"] = scheme
+    if host and not (trusted and "X-Forwarded-Host" in headers):
+        headers["X-Forwarded-Host"] = host
 
 
 @SETTINGS
@@ -202,6 +223,31 @@ def test_a_response_keeps_the_fields_the_header_map_would_keep(
     assert length == given_headers.get("Content-Length")
 
 
+@SETTINGS
+@given(
+    st.lists(st.tuples(HEADER_NAMES | st.sampled_from(FORWARDING), HEADER_VALUES), max_size=12),
+    st.none() | st.sampled_from(["10.1.2.3", "::1"]),
+    st.booleans(),
+)
+def test_a_request_goes_upstream_with_the_fields_the_header_map_would_give(
+    fields: list[tuple[str, str]], peer: str | None, trusted: bool
+) -> None:
+    """The proxy builds the upstream request's fields in one pass (upstream_fields): the same
+    fields as end_to_end, add_forwarded and our X-Request-ID and Host set in a header map, and
+    those it keeps in the order they came."""
+    given_headers = CIMultiDict(fields)
+    mapped = end_to_end(given_headers, downstream=False)
+    add_forwarded(mapped, peer=peer, scheme="http", host=given_headers.get("Host"), trusted=trusted)
+    mapped["X-Request-ID"] = AT["request_id"]
+    mapped["Host"] = AT["host"]
+    out = upstream_fields(fields, peer=peer, scheme="http", peer_trusted=trusted, **AT)
+    assert sorted(out) == sorted(mapped.items())
+    ours = {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id", "host"}
+    assert [f for f in out if f[0].lower() not in ours] == [
+        f for f in mapped.items() if f[0].lower() not in ours
+    ]
+
+
 ADDRESSES = st.text(max_size=40) | st.ip_addresses().map(str) | st.sampled_from(
     ["[::1]:80", "1.2.3.4:5", "::ffff:10.0.0.1", "10.0.0.1, 10.0.0.2", "unknown", "[zz]", ":"]
 )  # fmt: skip
@@ -222,11 +268,9 @@ def test_client_address_always_names_someone(
     assert isinstance(client, str) and client
     if not trusted and peer is not None and forwarded_for:
         assert forwarded_for.strip() == client or client != forwarded_for.split(",")[-1].strip()
-    headers: CIMultiDict[str] = CIMultiDict()
-    if forwarded_for is not None:
-        headers["X-Forwarded-For"] = forwarded_for
-    add_forwarded(headers, peer=peer, scheme="http", host=forwarded_for, peer_trusted=False)
-    assert headers["X-Forwarded-Proto"] == "http"
+    fields = [("X-Forwarded-For", forwarded_for)] if forwarded_for is not None else []
+    sent = dict(upstream_fields(fields, peer=peer, scheme="http", peer_trusted=False, **AT))
+    assert sent["X-Forwarded-Proto"] == "http"
 
 
 @SETTINGS

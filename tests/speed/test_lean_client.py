@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from multidict import CIMultiDict
 
 from gateway.errors import UpstreamConnectError, UpstreamTimeout
 from gateway.upstream.client import Timeouts
@@ -63,7 +62,7 @@ async def lean() -> AsyncIterator[LeanUpstreamClient]:
 async def get(
     client: LeanUpstreamClient, url: str, method: str = "GET", body: bytes | None = None
 ) -> tuple[int, bytes]:
-    response = await client.send(method, url, CIMultiDict(Host="u"), body, TIMEOUTS)
+    response = await client.send(method, url, [("Host", "u")], body, TIMEOUTS)
     try:
         data = b"".join([chunk async for chunk in response.body()])
     finally:
@@ -156,7 +155,7 @@ async def test_unread_body_closes_the_connection(lean: LeanUpstreamClient) -> No
             await w.drain()
 
     async with upstream(big) as server:
-        response = await lean.send("GET", server.url, CIMultiDict(Host="u"), None, TIMEOUTS)
+        response = await lean.send("GET", server.url, [("Host", "u")], None, TIMEOUTS)
         response.release()
         assert (await get(lean, server.url))[1] == b"x" * 100000
     assert server.connections == 2
@@ -186,7 +185,7 @@ async def test_stalled_body_is_a_timeout(lean: LeanUpstreamClient) -> None:
 
     async with upstream(stall) as server:
         response = await lean.send(
-            "GET", server.url, CIMultiDict(Host="u"), None, Timeouts(connect=1, read=0.2)
+            "GET", server.url, [("Host", "u")], None, Timeouts(connect=1, read=0.2)
         )
         with pytest.raises(UpstreamTimeout):
             async for _ in response.body():
@@ -238,7 +237,7 @@ async def test_interim_answer_is_skipped(lean: LeanUpstreamClient) -> None:
         await asyncio.sleep(1)
 
     async with upstream(hints) as server:
-        response = await lean.send("GET", server.url, CIMultiDict(Host="u"), None, TIMEOUTS)
+        response = await lean.send("GET", server.url, [("Host", "u")], None, TIMEOUTS)
         assert response.status == 200
         assert "Link" not in response.headers
         assert b"".join([c async for c in response.body()]) == b"ok"
@@ -250,7 +249,7 @@ async def test_header_with_line_break_is_refused(lean: LeanUpstreamClient) -> No
     async with upstream(answer_each) as server:
         with pytest.raises(UpstreamConnectError):
             await lean.send(
-                "GET", server.url, CIMultiDict(Host="u", X="a\r\nEvil: 1"), None, TIMEOUTS
+                "GET", server.url, [("Host", "u"), ("X", "a\r\nEvil: 1")], None, TIMEOUTS
             )
     assert server.connections == 0
 
