@@ -43,10 +43,12 @@ def rate_limit_lines(limiter: RouteLimiter, verdict: Verdict, answer: Answer) ->
         decision = result.decision
         if decision is not None and decision.limit == rule.limit:
             drop_fields(answer, _NAMES[rule.draft_headers, rule.legacy_headers])
-            template, families = fields
-            reset = max(1, _ceil(decision.reset_after - 1e-9))  # whole_seconds, inlined
-            values = (decision.remaining, reset)
-            return template % (values * families)
+            remaining = str(decision.remaining)
+            reset = str(max(1, _ceil(decision.reset_after - 1e-9)))  # whole_seconds, inlined
+            lines = ""
+            for before, between, after in fields:
+                lines += before + remaining + between + reset + after
+            return lines
     head = verdict.headline
     lines = ""
     policy = limiter.policy_line
