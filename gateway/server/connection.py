@@ -24,7 +24,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from gateway.errors import BadRequest, HeaderFieldsTooLarge, Rejection, caused_by
 from gateway.server.body import RequestBody, broken_framing, cut_short
 from gateway.server.request import ProxyRequest
-from gateway.upstream.headers import IPNetwork, peer_facts
+from gateway.upstream.headers import Fields, IPNetwork, peer_facts
 
 if TYPE_CHECKING:
     from gateway.server.listener import ProxyServer
@@ -51,9 +51,7 @@ class StreamedAnswer:
 
     __slots__ = ("fields", "names", "reason", "status")
 
-    def __init__(
-        self, status: int, reason: str | None, fields: list[tuple[str, str]], names: set[str]
-    ) -> None:
+    def __init__(self, status: int, reason: str | None, fields: Fields, names: set[str]) -> None:
         self.status = status
         self.reason = reason
         self.fields = fields
@@ -88,11 +86,10 @@ DATE = _DateHeader()
 def drop_fields(answer: Answer, names: frozenset[str]) -> None:
     """Remove the answer's fields of these lower-case names (a hook writes its own instead)."""
     if answer.__class__ is StreamedAnswer:
-        streamed = answer
-        if streamed.names.isdisjoint(names):  # the common case, in one C call
+        if answer.names.isdisjoint(names):  # the common case, in one C call
             return
-        streamed.fields = [f for f in streamed.fields if f[0].lower() not in names]
-        streamed.names -= names
+        answer.fields = [f for f in answer.fields if f[0].lower() not in names]
+        answer.names -= names
         return
     headers = cast(web.Response, answer).headers
     for name in names:
@@ -122,7 +119,7 @@ class HttpConnection(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._url: list[bytes] = []
         self._url_size = 0
-        self._headers: list[tuple[str, str]] = []
+        self._headers: Fields = []
         self._header_bytes = 0
         self._body: RequestBody | None = None  # the body the parser is feeding
         self._queue: deque[ProxyRequest | Rejection] = deque()
@@ -626,10 +623,10 @@ def _not_http() -> BadRequest:
 
 
 def render_answer_head(answer: Answer, framing: Iterable[str], rendered: str) -> bytes:
+    """`render_head` for a streamed answer's fields or a built response's header map."""
     if answer.__class__ is StreamedAnswer:
-        streamed = answer
-        fields: Iterable[tuple[str, str]] = streamed.fields
-        dated = "date" in streamed.names
+        fields: Iterable[tuple[str, str]] = answer.fields
+        dated = "date" in answer.names
     else:
         headers = cast(web.Response, answer).headers
         fields = headers.items()

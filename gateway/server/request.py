@@ -13,6 +13,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from gateway.server.body import RequestBody
+from gateway.upstream.headers import Fields
 
 if TYPE_CHECKING:
     from gateway.server.connection import HttpConnection
@@ -55,7 +56,7 @@ class ProxyRequest:
         raw_path: str,
         version: HttpVersion,
         headers: CIMultiDictProxy[str],
-        fields: list[tuple[str, str]],
+        fields: Fields,
         host: str,
         header_bytes: int,
         content: RequestBody,

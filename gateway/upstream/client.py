@@ -17,6 +17,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway.errors import Rejection, UpstreamConnectError, UpstreamTimeout
+from gateway.upstream.headers import Fields
 
 CHUNK_SIZE = 64 * 1024
 
@@ -32,7 +33,7 @@ class Timeouts:
 class UpstreamResponse(Protocol):
     status: int
     reason: str | None
-    fields: list[tuple[str, str]]
+    fields: Fields
     """The header fields as they came, in order (what the proxy forwards from)."""
 
     @property
@@ -59,7 +60,7 @@ class UpstreamClient(Protocol):
         self,
         method: str,
         url: str,
-        fields: list[tuple[str, str]],
+        fields: Fields,
         body: bytes | AsyncIterable[bytes] | None,
         timeouts: Timeouts,
         deadline: float | None = None,
@@ -123,7 +124,7 @@ class AiohttpUpstreamClient:
         self,
         method: str,
         url: str,
-        fields: list[tuple[str, str]],
+        fields: Fields,
         body: bytes | AsyncIterable[bytes] | None,
         timeouts: Timeouts,
         deadline: float | None = None,

@@ -92,16 +92,14 @@ def set_field(fields: Fields, name: str, value: str) -> None:
     fields.append((name, value))
 
 
-def downstream_fields(
-    fields: list[tuple[str, str]],
-) -> tuple[list[tuple[str, str]], set[str], str | None]:
+def downstream_fields(fields: Fields) -> tuple[Fields, set[str], str | None]:
     """The end-to-end fields of a response (hop-by-hop ones, those Connection names and
     Content-Length dropped), as a list in their order; their lower-case names; and the
     Content-Length the upstream gave (None without one).
 
     One pass over the fields as they came, where building a header map of them and copying
     it into another cost a map and a folded name per field twice over."""
-    kept: list[tuple[str, str]] = []
+    kept: Fields = []
     names: set[str] = set()
     length: str | None = None
     listed: frozenset[str] | None = None  # names a Connection field lists beyond the usual

@@ -23,6 +23,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.errors import Rejection, UpstreamConnectError, UpstreamTimeout, caused_by
 from gateway.upstream.client import Timeouts, UpstreamResponse
+from gateway.upstream.headers import Fields
 
 # RFC 9110 §9.2.2; the methods aiohttp and nginx retry on a connection found stale.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
@@ -78,7 +79,7 @@ class _Connection(asyncio.Protocol):
         self.head = head
         self.got_bytes = False
         self.reason = b""
-        self.raw_headers: list[tuple[str, str]] = []
+        self.raw_headers: Fields = []
         self.status = 0
         self.headers_done = False
         self.interim = False
@@ -402,7 +403,7 @@ class LeanUpstreamClient:
         self,
         method: str,
         url: str,
-        fields: list[tuple[str, str]],
+        fields: Fields,
         body: bytes | AsyncIterable[bytes] | None,
         timeouts: Timeouts,
         deadline: float | None = None,
@@ -593,7 +594,7 @@ class LeanUpstreamClient:
 def _head(
     method: str,
     target: str,
-    fields: list[tuple[str, str]],
+    fields: Fields,
     body: bytes | AsyncIterable[bytes] | None,
 ) -> tuple[bytes, bool]:
     """The request line and fields as sent, and whether the body goes chunked."""
@@ -616,5 +617,5 @@ def _head(
     return text.encode("utf-8", "surrogateescape"), chunked
 
 
-def _has_length(fields: list[tuple[str, str]]) -> bool:
+def _has_length(fields: Fields) -> bool:
     return any(name.lower() == "content-length" for name, _ in fields)

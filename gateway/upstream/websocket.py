@@ -13,20 +13,20 @@ import ssl
 from urllib.parse import urlsplit
 
 import httptools
-from multidict import CIMultiDict
 
 from gateway.errors import UpstreamConnectError, UpstreamTimeout
 from gateway.server.body import HIGH_WATER
 from gateway.server.connection import HttpConnection, StreamedAnswer
 from gateway.server.request import ProxyRequest
 from gateway.upstream.client import CHUNK_SIZE, Timeouts
+from gateway.upstream.headers import Fields
 
 
 class _Head:
     """llhttp callbacks collecting the upstream's answer to the upgrade request."""
 
     def __init__(self) -> None:
-        self.headers: CIMultiDict[str] = CIMultiDict()
+        self.fields: Fields = []
         self.reason = ""
         self.done = False
 
@@ -34,14 +34,14 @@ class _Head:
         self.reason += reason.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.add(name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+        self.fields.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:
         self.done = True
 
 
 async def proxy_websocket(
-    request: ProxyRequest, url: str, fields: list[tuple[str, str]], timeouts: Timeouts
+    request: ProxyRequest, url: str, fields: Fields, timeouts: Timeouts
 ) -> StreamedAnswer:
     parts = urlsplit(url)
     secure = parts.scheme == "https"
@@ -65,8 +65,8 @@ async def proxy_websocket(
         status, head, early = await _read_head(reader, timeouts.read)
         if status != 101:
             raise UpstreamConnectError(f"The upstream refused the WebSocket upgrade ({status})")
-        fields = list(head.headers.items())
-        answer = StreamedAnswer(101, head.reason or None, fields, {n.lower() for n, _ in fields})
+        names = {name.lower() for name, _ in head.fields}
+        answer = StreamedAnswer(101, head.reason or None, head.fields, names)
         connection = request.connection
         connection.switch_protocols(request, answer, early)
         forward = _Forward(writer, connection)
