@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 from aiohttp import web
 
 from gateway.capture.lifecycle import capture_context
@@ -14,7 +12,7 @@ from gateway.middleware.request_id import add_request_id_header, request_id
 from gateway.middleware.route import route
 from gateway.middleware.validation import validation
 from gateway.ratelimit.lifecycle import adaptive_sampler
-from gateway.server.connection import Handler, PrepareHook
+from gateway.server.connection import Bound, Handler, PrepareHook
 from gateway.state import STATE, GatewayState
 from gateway.upstream.proxy import proxy
 
@@ -39,7 +37,7 @@ def build_handler() -> Handler:
     """The pipeline as one callable: PIPELINE[0](request, handler=PIPELINE[1](...)...proxy)."""
     handler: Handler = proxy
     for step in reversed(PIPELINE):
-        handler = functools.partial(step, handler=handler)
+        handler = Bound(step, handler)
     return handler
 
 

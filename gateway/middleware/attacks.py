@@ -29,7 +29,7 @@ async def scan_for_attacks(
         method=request.method,
         uri=request.raw_path,
         protocol=f"HTTP/{request.version.major}.{request.version.minor}",
-        headers=tuple(request.headers.items()),
+        headers=tuple(request.fields),
         body=body or b"",
         remote_addr=request.get(CLIENT_IP) or request.remote or "",
     )

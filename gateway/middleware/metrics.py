@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from time import perf_counter
 
 from aiohttp import web
 
@@ -21,8 +21,9 @@ CLIENT_CLOSED = 499
 async def metrics(request: ProxyRequest, handler: Handler) -> Answer:
     state = request.state
     families = state.metrics
-    families.in_flight.inc()
-    started = time.perf_counter()
+    in_flight = families.requests_in_flight
+    in_flight.value += 1
+    started = perf_counter()
     status = CLIENT_CLOSED
     answered = 0  # body bytes of an answer the gateway wrote itself (a problem, a 429...)
     try:
@@ -31,15 +32,15 @@ async def metrics(request: ProxyRequest, handler: Handler) -> Answer:
         # The class first: a Response is a MutableMapping, so isinstance() alone would go
         # through ABCMeta's machinery for every streamed answer.
         if (
-            response.__class__ is not StreamedAnswer
+            type(response) is not StreamedAnswer
             and isinstance(response, web.Response)
             and isinstance(response.body, bytes)
         ):
             answered = len(response.body)
         return response
     finally:
-        families.in_flight.dec()
-        elapsed = time.perf_counter() - started
+        in_flight.value -= 1
+        elapsed = perf_counter() - started
         matched = request.get(ROUTE)
         route_name = matched.name if matched is not None else "unmatched"
         bound = families.route(route_name)

@@ -6,7 +6,9 @@ Decision headers reach every response, streamed ones included, through a prepare
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from time import perf_counter
+from types import MappingProxyType
 from typing import get_args
 
 from aiohttp import web
@@ -51,6 +53,8 @@ class Meters:
 
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 _new = tuple.__new__
+_NO_FIELDS: Mapping[str, str] = MappingProxyType({})
+"""The header fields of a request for keys that read none: the map is built only when read."""
 
 
 async def ratelimit(request: ProxyRequest, handler: Handler) -> Answer:
@@ -65,9 +69,8 @@ async def ratelimit(request: ProxyRequest, handler: Handler) -> Answer:
         meters = limiter.meters = Meters(state.metrics, route.name, limiter, store)
     client_ip = request[CLIENT_IP]
     # tuple.__new__: the NamedTuple's own constructor is a Python-level call (limiter.py).
-    facts = _new(
-        RequestFacts, (route.name, client_ip, request.method, request.path, request.headers)
-    )
+    headers = request.headers if limiter.reads_headers else _NO_FIELDS
+    facts = _new(RequestFacts, (route.name, client_ip, request.method, request.path, headers))
     started = perf_counter()
     if meters.local is not None:
         verdict = limiter.decide_now(meters.local, facts)

@@ -15,7 +15,7 @@ X_REQUEST_ID = frozenset({"x-request-id"})
 
 
 async def request_id(request: ProxyRequest, handler: Handler) -> Answer:
-    offered = request.headers.get("X-Request-ID")
+    offered = request.header("x-request-id")
     rid = offered if offered and _WELL_FORMED.match(offered) else mint_request_id()
     request[REQUEST_ID] = rid
     # A connection's requests run one after another in its task, each setting its id first:

@@ -26,7 +26,7 @@ async def route(request: ProxyRequest, handler: Handler) -> Answer:
     request[ROUTE] = matched
     trusted = compiled.trusted_proxies
     address, peer_trusted = request.connection.peer_facts(trusted)
-    forwarded_for = request.headers.get("X-Forwarded-For")
+    forwarded_for = request.header("x-forwarded-for")
     if forwarded_for and peer_trusted:  # only a trusted proxy's X-Forwarded-For is believed
         address = client_address(request.remote, forwarded_for, trusted)
     request[CLIENT_IP] = address

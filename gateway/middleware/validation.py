@@ -58,7 +58,6 @@ async def validation(request: ProxyRequest, handler: Handler) -> Answer:
 
 def request_head(request: ProxyRequest) -> RequestHead:
     raw_target = request.raw_path
-    headers = request.headers
     # tuple.__new__: the NamedTuple's own constructor is a Python-level call.
     return _new(
         RequestHead,
@@ -66,12 +65,12 @@ def request_head(request: ProxyRequest) -> RequestHead:
             request.method,
             raw_target,
             raw_target.partition("?")[2],
-            len(headers),
+            len(request.fields),
             request.header_bytes,
-            MediaType.parse(headers.get("Content-Type")),
+            MediaType.parse(request.header("content-type")),
             request.content_length,
             request.body_exists,
-            headers.get("Content-Encoding"),
+            request.header("content-encoding"),
         ),
     )
 

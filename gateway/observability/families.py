@@ -9,7 +9,6 @@ these families keep prometheus_client's shape (`labels(...)` then `inc`, `dec`, 
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from typing import Generic, TypeVar
 
@@ -59,8 +58,14 @@ class HistogramChild:
         self.sum = 0.0
 
     def observe(self, amount: float) -> None:
-        # bisect_left: a value equal to a bound belongs in that bound's bucket (le means <=).
-        self.counts[bisect_left(self.bounds, amount)] += 1
+        # The first bucket whose bound is at or above the value (le means <=). Durations sit
+        # in the first few buckets, where this loop is done before a call to bisect would be.
+        index = 0
+        for bound in self.bounds:
+            if amount <= bound:
+                break
+            index += 1
+        self.counts[index] += 1
         self.sum += amount
 
 
@@ -100,6 +105,10 @@ class Family(Collector, Generic[Child]):
             if len(self._children) < _MAX_CHILDREN:
                 self._children[values] = child
         return child
+
+    def only(self) -> Child:
+        """The one child of a family without labels (to bind it where it is updated)."""
+        return self._one()
 
     def _one(self) -> Child:
         if self._solo is None:

@@ -109,6 +109,7 @@ class GatewayMetrics:
         self.in_flight = Gauge(
             "gateway_requests_in_flight", "Requests being served now.", registry=r
         )
+        self.requests_in_flight = self.in_flight.only()
         self.bytes_in = Counter(
             "gateway_request_bytes_total",
             "Request body bytes received from clients.",

@@ -47,7 +47,7 @@ def rate_limit_lines(limiter: RouteLimiter, verdict: Verdict, answer: Answer) ->
             reset = str(max(1, _ceil(decision.reset_after - 1e-9)))  # whole_seconds, inlined
             lines = ""
             for before, between, after in fields:
-                lines += before + remaining + between + reset + after
+                lines += f"{before}{remaining}{between}{reset}{after}"
             return lines
     head = verdict.headline
     lines = ""

@@ -66,6 +66,11 @@ def _part(spec: str, jwt_secret: bytes | None) -> Part:
     raise ValueError(f"unknown key part {spec!r}")  # the policy model refuses these first
 
 
+def reads_headers(spec: Sequence[str]) -> bool:
+    """Whether a key of these parts reads the request's header fields (a header, a JWT claim)."""
+    return any(part.partition(":")[0] in ("header", "jwt") for part in spec)
+
+
 def compile_key(
     namespace: str, spec: Sequence[str], jwt_secret: bytes | None = None
 ) -> KeyFunction:

@@ -23,7 +23,7 @@ from gateway.errors import StoreUnavailable
 from gateway.policy.ratelimit import RateLimitRule
 from gateway.ratelimit.adaptive import AdaptiveFactor
 from gateway.ratelimit.identity import RequestFacts
-from gateway.ratelimit.keys import KeyFunction, compile_key, rule_prefix
+from gateway.ratelimit.keys import KeyFunction, compile_key, reads_headers, rule_prefix
 from gateway.ratelimit.strategies import (
     Calendar,
     Concurrency,
@@ -161,6 +161,8 @@ class RouteLimiter:
         """True when some rule's slots must be given back once the response is done."""
         self._released = asyncio.Event()
         """Set (and replaced) on each release, waking the requests queued for a slot."""
+        self.reads_headers = any(reads_headers(r.policy.key) for r in self.rules)
+        """True when some rule's key is made of header fields: the request's map is built."""
         self.queues = any(r.max_wait > 0 and r.enforce for r in self.rules)
         """True when a refusal may wait for a slot: such a limiter always takes `check`."""
         self._advertised = tuple(r for r in self.rules if r.enforce and r.draft_headers)

@@ -224,7 +224,7 @@ def _open_error(res: RouteResilience, retry_after: float) -> Rejection:
 async def _buffer(request: ProxyRequest, fields: Fields, limit: int) -> bytes | None:
     """Read a small sized body whole so that a retry can send it again; None if it is not."""
     length = request.content_length
-    if length is None or length > limit or "Transfer-Encoding" in request.headers:
+    if length is None or length > limit or request.chunked:
         return None
     data = await request.read()
     request[BODY] = data

@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 from aiohttp import HttpVersion, HttpVersion10, HttpVersion11, web
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.errors import BadRequest, HeaderFieldsTooLarge, Rejection, caused_by
 from gateway.server.body import RequestBody, broken_framing, cut_short
 from gateway.server.request import ProxyRequest
-from gateway.upstream.headers import Fields, IPNetwork, peer_facts
+from gateway.upstream.headers import Fields, IPNetwork, field_text, peer_facts
 
 if TYPE_CHECKING:
     from gateway.server.listener import ProxyServer
@@ -63,6 +62,23 @@ PrepareHook = Callable[[ProxyRequest, Answer], str]
 """Run as an answer's head is written: returns head lines of its own ("Name: value\r\n"...,
 "" for none), having removed any field of the same name from the answer's headers."""
 Handler = Callable[[ProxyRequest], Awaitable[Answer]]
+Step = Callable[[ProxyRequest, Handler], Awaitable[Answer]]
+"""A pipeline step: answers a request itself or through the handler behind it."""
+
+
+class Bound:
+    """A step with the handler behind it bound in: `Bound(step, handler)(request)` is
+    `step(request, handler)`. functools.partial with a keyword would copy a dict and parse the
+    keyword on every call, once per step and request; this is one vectorcall."""
+
+    __slots__ = ("handler", "step")
+
+    def __init__(self, step: Step, handler: Handler) -> None:
+        self.step = step
+        self.handler = handler
+
+    def __call__(self, request: ProxyRequest) -> Awaitable[Answer]:
+        return self.step(request, self.handler)
 
 
 class _DateHeader:
@@ -85,7 +101,7 @@ DATE = _DateHeader()
 
 def drop_fields(answer: Answer, names: frozenset[str]) -> None:
     """Remove the answer's fields of these lower-case names (a hook writes its own instead)."""
-    if answer.__class__ is StreamedAnswer:
+    if type(answer) is StreamedAnswer:
         if answer.names.isdisjoint(names):  # the common case, in one C call
             return
         answer.fields = [f for f in answer.fields if f[0].lower() not in names]
@@ -298,7 +314,7 @@ class HttpConnection(asyncio.Protocol):
             )
         # Decoded as they come (names as latin-1, values as UTF-8 with undecodable bytes kept
         # as surrogates, as aiohttp does), so the head's map is built in C at its end.
-        self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+        self._headers.append((name.decode("latin-1"), field_text(value)))
         self._header_bytes += size + 4  # name, ": ", value, CRLF: the bytes the client sent
 
     def on_headers_complete(self) -> None:
@@ -317,22 +333,40 @@ class HttpConnection(asyncio.Protocol):
         # A fragment never travels (RFC 9112 §3.2): cut it, as aiohttp did, so that routes and
         # limits see the path the upstream will serve.
         target = target.partition("#")[0]
-        headers = CIMultiDict(self._headers)
-        hosts = headers.getall("Host", ())
-        if len(hosts) > 1 or (not hosts and version == HttpVersion11):
+        fields = self._headers
+        host: str | None = None
+        hosts = 0
+        codings: list[str] = []
+        length_text: str | None = None
+        expect = ""
+        for name, value in fields:  # the fields the framing rests on, in one pass, by length
+            size = len(name)
+            if size == 4:
+                if name.lower() == "host":
+                    hosts += 1
+                    if host is None:
+                        host = value
+            elif size == 14:
+                if length_text is None and name.lower() == "content-length":
+                    length_text = value
+            elif size == 17:
+                if name.lower() == "transfer-encoding":
+                    codings += [coding.strip().lower() for coding in value.split(",")]
+            elif size == 6 and not expect and name.lower() == "expect":
+                expect = value
+        if hosts > 1 or (host is None and version == HttpVersion11):
             raise BadRequest("A request needs exactly one Host header")
-        chunked = "Transfer-Encoding" in headers
-        if chunked and (version != HttpVersion11 or _codings(headers) != ["chunked"]):
+        chunked = bool(codings)
+        if chunked and (version != HttpVersion11 or codings != ["chunked"]):
             # Only chunked is decoded here; forwarding a body still under another coding
             # without saying so would change it, and HTTP/1.0 has no transfer codings.
             raise BadRequest("Transfer-Encoding other than one chunked coding is not served")
-        length_text = headers.get("Content-Length")
         length = int(length_text) if length_text is not None else None
         body = RequestBody(self)
         has_body = bool(length) or chunked
         if has_body:
             self._body = body
-            if version == HttpVersion11 and "100-continue" in headers.get("Expect", "").lower():
+            if version == HttpVersion11 and "100-continue" in expect.lower():
                 body.expects_continue = True
         else:
             body.finish()
@@ -341,12 +375,12 @@ class HttpConnection(asyncio.Protocol):
             parser.get_method().decode("ascii"),
             target,
             version,
-            CIMultiDictProxy(headers),
-            self._headers,
-            hosts[0] if hosts else self.local_host,
+            fields,
+            self.local_host if host is None else host,
             self._header_bytes,
             body,
             length,
+            chunked,
             has_body,
             parser.should_keep_alive(),
         )
@@ -446,7 +480,7 @@ class HttpConnection(asyncio.Protocol):
             answer = await self.server.handler(request)
             # The class first: a Response is a MutableMapping, so isinstance() alone would go
             # through ABCMeta's machinery for every streamed answer.
-            if answer.__class__ is not StreamedAnswer and isinstance(answer, web.Response):
+            if type(answer) is not StreamedAnswer and isinstance(answer, web.Response):
                 await self.send_response(request, answer)
             if self._head is not None:  # a streamed head nobody wrote a body after
                 self.end_body()
@@ -624,7 +658,7 @@ def _not_http() -> BadRequest:
 
 def render_answer_head(answer: Answer, framing: Iterable[str], rendered: str) -> bytes:
     """`render_head` for a streamed answer's fields or a built response's header map."""
-    if answer.__class__ is StreamedAnswer:
+    if type(answer) is StreamedAnswer:
         fields: Iterable[tuple[str, str]] = answer.fields
         dated = "date" in answer.names
     else:
@@ -652,14 +686,6 @@ def render_head(
     lines.append(rendered)
     lines.append("\r\n")
     return "".join(lines).encode("utf-8", "surrogateescape")
-
-
-def _codings(headers: CIMultiDict[str]) -> list[str]:
-    return [
-        coding.strip().lower()
-        for value in headers.getall("Transfer-Encoding", ())
-        for coding in value.split(",")
-    ]
 
 
 def _reason(status: int) -> str:

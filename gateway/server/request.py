@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 from aiohttp import HttpVersion, web
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway.server.body import RequestBody
@@ -29,15 +29,16 @@ class ProxyRequest:
     to the generic attribute and item protocols."""
 
     __slots__ = (
+        "_headers",
         "_store",
         "_url",
         "body_exists",
+        "chunked",
         "connection",
         "content",
         "content_length",
         "fields",
         "header_bytes",
-        "headers",
         "host",
         "keep_alive",
         "method",
@@ -55,12 +56,12 @@ class ProxyRequest:
         method: str,
         raw_path: str,
         version: HttpVersion,
-        headers: CIMultiDictProxy[str],
         fields: Fields,
         host: str,
         header_bytes: int,
         content: RequestBody,
         content_length: int | None,
+        chunked: bool,
         body_exists: bool,
         keep_alive: bool,
     ) -> None:
@@ -69,12 +70,13 @@ class ProxyRequest:
         self.method = method
         self.raw_path = raw_path
         self.version = version
-        self.headers = headers
-        self.fields = fields  # the same header fields as a list, in order, as they came
+        self.fields = fields  # the header fields as a list, in order, as they came
+        self._headers: CIMultiDictProxy[str] | None = None
         self.host = host  # the Host header, or (HTTP/1.0 without one) the address we listen on
         self.header_bytes = header_bytes  # of the header block as sent, counted by the parser
         self.content = content
         self.content_length = content_length
+        self.chunked = chunked  # the body comes with Transfer-Encoding: chunked
         self.body_exists = body_exists
         self.keep_alive = keep_alive
         self.remote = connection.peer
@@ -102,6 +104,25 @@ class ProxyRequest:
     def get(self, key: web.RequestKey[T], default: T) -> T: ...
     def get(self, key: Any, default: Any = None) -> Any:
         return self._store.get(key, default)
+
+    def header(self, name: str) -> str | None:
+        """The value of the first field called `name` (given in lower case), or None.
+
+        Read from the list of fields: the steps every request passes read two or three
+        fields, and building a header map for them cost more than all their lookups."""
+        size = len(name)
+        for field, value in self.fields:
+            if len(field) == size and field.lower() == name:
+                return value
+        return None
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """The fields as a case-insensitive map, built on first use (what reads many fields
+        or all of them: schemas, the attack scan, error events)."""
+        if self._headers is None:
+            self._headers = CIMultiDictProxy(CIMultiDict(self.fields))
+        return self._headers
 
     @property
     def rel_url(self) -> URL:

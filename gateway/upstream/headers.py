@@ -17,6 +17,16 @@ _NOT_FORWARDED_DOWNSTREAM = HOP_BY_HOP | {"content-length"}
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def field_text(raw: bytes) -> str:
+    """A field's name or value as text, as aiohttp's parser makes it: UTF-8, undecodable bytes
+    kept as surrogates. The strict decode first: compiled, it is a direct call, where one with
+    an error handler looks the codec up by name each time."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "surrogateescape")
+
+
 # A peer sends the same Connection value on every message ("keep-alive", mostly).
 @functools.lru_cache(maxsize=256)
 def _connection_tokens(value: str) -> frozenset[str]:

@@ -23,7 +23,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.errors import Rejection, UpstreamConnectError, UpstreamTimeout, caused_by
 from gateway.upstream.client import Timeouts, UpstreamResponse
-from gateway.upstream.headers import Fields
+from gateway.upstream.headers import Fields, field_text
 
 # RFC 9110 §9.2.2; the methods aiohttp and nginx retry on a connection found stale.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
@@ -150,10 +150,7 @@ class _Connection(asyncio.Protocol):
         self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # As aiohttp's parser: UTF-8, undecodable bytes kept as surrogates.
-        self.raw_headers.append(
-            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
-        )
+        self.raw_headers.append((field_text(name), field_text(value)))
 
     def on_headers_complete(self) -> None:
         assert self.parser is not None

@@ -40,7 +40,7 @@ async def proxy(request: ProxyRequest) -> Answer:
         fields.append(("Content-Length", str(len(buffered))))
     elif request.body_exists:
         body = _CountedBody(request)
-        if request.content_length is not None and "Transfer-Encoding" not in request.headers:
+        if request.content_length is not None and not request.chunked:
             fields.append(("Content-Length", str(request.content_length)))
     else:
         body = None
@@ -59,8 +59,8 @@ def _is_websocket_upgrade(request: ProxyRequest) -> bool:
     # Here rather than beside proxy_websocket: this module is compiled, that one is not.
     return (
         request.method == "GET"
-        and request.headers.get("Upgrade", "").lower() == "websocket"
-        and "upgrade" in request.headers.get("Connection", "").lower()
+        and (request.header("upgrade") or "").lower() == "websocket"
+        and "upgrade" in (request.header("connection") or "").lower()
     )
 
 
