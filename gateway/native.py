@@ -41,6 +41,7 @@ NATIVE_MODULES = (
     "gateway.resilience.breaker",
     "gateway.resilience.bulkhead",
     "gateway.resilience.call",
+    "gateway.resilience.compile",
     "gateway.resilience.retry",
     "gateway.runtime",
     "gateway.server.body",

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from gateway.observability.request_log import AccessMode
 from gateway.policy.loader import LoadedPolicy, load_policy
 from gateway.policy.model import Match, Policy, Route, Upstream
 from gateway.ratelimit.limiter import RouteLimiter
@@ -107,6 +108,10 @@ class CompiledPolicy:
     generation: int
     routes: tuple[RouteRuntime, ...]
     trusted_proxies: tuple[IPNetwork, ...]
+    access_mode: AccessMode = "on"
+    """The access log's mode and sample rate, read per response: copied out of the policy's
+    model, whose attributes cost a lookup by name each."""
+    access_sample_rate: float = 1.0
     loaded_at: float = field(default_factory=time.time)
 
     @property
@@ -165,6 +170,8 @@ def compile_policy(
         generation=generation,
         routes=routes,
         trusted_proxies=parse_networks(policy.forwarding.trusted_proxies),
+        access_mode=policy.logging.access.mode,
+        access_sample_rate=policy.logging.access.sample_rate,
     )
 
 

@@ -51,8 +51,8 @@ async def metrics(request: ProxyRequest, handler: Handler) -> Answer:
             bound.bytes_in.inc(bytes_in)
         if bytes_out:
             bound.bytes_out.inc(bytes_out)
-        access = state.current.policy.logging.access
-        if access_wanted(access.mode, access.sample_rate, status):
+        compiled = state.current
+        if access_wanted(compiled.access_mode, compiled.access_sample_rate, status):
             upstream = request.get(UPSTREAM_SECONDS)
             # request_id comes from the log context bound by the request_id step.
             access_log.info(

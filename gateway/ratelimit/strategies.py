@@ -23,7 +23,8 @@ from datetime import date, datetime, time, timedelta
 from typing import NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
-from gateway.stores.base import ArrivalTime, LimitStore, LocalStore, WindowCount
+from gateway.stores.base import ArrivalTime, LimitStore, WindowCount
+from gateway.stores.memory import MemoryStore
 
 # A NamedTuple's own constructor is a Python-level call; tuple.__new__ builds the same object
 # at a third of the cost, on a path taken by every request.
@@ -40,7 +41,10 @@ class Decision(NamedTuple):  # a tuple: made on every request, and cheaper than 
     """Seconds until a request of this cost could pass; 0 when allowed."""
 
 
-class Strategy(Protocol):
+class Strategy:
+    """A counting algorithm. A base class rather than a Protocol: compiled, a call through it
+    is a direct one, where a Protocol's method is looked up by name on every request."""
+
     limit: int
     window: float
     """The nominal period in seconds (advertised in RateLimit-Policy)."""
@@ -49,13 +53,13 @@ class Strategy(Protocol):
         self, store: LimitStore, key: str, cost: int, now: float, scale: float = 1.0
     ) -> Decision:
         """`scale` (adaptive throttling) multiplies the limit for this decision."""
-        ...
+        raise NotImplementedError
 
     def decide(
-        self, store: LocalStore, key: str, cost: int, now: float, scale: float = 1.0
+        self, store: MemoryStore, key: str, cost: int, now: float, scale: float = 1.0
     ) -> Decision:
-        """`hit` on an in-process store, without awaiting."""
-        ...
+        """`hit` on the in-process store, without awaiting."""
+        raise NotImplementedError
 
 
 class Period(Protocol):
@@ -106,7 +110,7 @@ class Calendar:
         return datetime.combine(day, time(0), tzinfo=self.zone).timestamp()
 
 
-class FixedWindow:
+class FixedWindow(Strategy):
     def __init__(self, limit: int, period: Period) -> None:
         self.limit = limit
         self.period = period
@@ -128,7 +132,7 @@ class FixedWindow:
         return _fixed(counted, limit, left)
 
     def decide(
-        self, store: LocalStore, key: str, cost: int, now: float, scale: float = 1.0
+        self, store: MemoryStore, key: str, cost: int, now: float, scale: float = 1.0
     ) -> Decision:
         limit, window_key, left = self._window(key, now, scale)
         counted = store.window(window_key, window_key, 0.0, limit, cost, left + 1.0, now)
@@ -142,7 +146,7 @@ def _fixed(counted: WindowCount, limit: int, reset_after: float) -> Decision:
     return _new(Decision, (False, limit, remaining, reset_after, reset_after))
 
 
-class SlidingWindow:
+class SlidingWindow(Strategy):
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
         self.window = window
@@ -176,7 +180,7 @@ class SlidingWindow:
         return self._decision(counted, limit, cost, start, weight, now)
 
     def decide(
-        self, store: LocalStore, key: str, cost: int, now: float, scale: float = 1.0
+        self, store: MemoryStore, key: str, cost: int, now: float, scale: float = 1.0
     ) -> Decision:
         limit, start, weight, current, previous = self._windows(key, now, scale)
         counted = store.window(current, previous, weight, limit, cost, 2 * self.window, now)
@@ -203,7 +207,7 @@ class SlidingWindow:
         return _new(Decision, (False, limit, remaining, retry, retry))
 
 
-class Concurrency:
+class Concurrency(Strategy):
     """At most `limit` requests in flight per key; a slot is released when the response ends,
     or by expiry after `lease` seconds should the replica holding it die."""
 
@@ -220,7 +224,7 @@ class Concurrency:
         return _slots(counted, limit)
 
     def decide(
-        self, store: LocalStore, key: str, cost: int, now: float, scale: float = 1.0
+        self, store: MemoryStore, key: str, cost: int, now: float, scale: float = 1.0
     ) -> Decision:
         limit = scaled(self.limit, scale)
         slots = key + ":inflight"
@@ -238,7 +242,7 @@ def _slots(counted: WindowCount, limit: int) -> Decision:
     return _new(Decision, (False, limit, remaining, 1.0, 1.0))
 
 
-class TokenBucket:
+class TokenBucket(Strategy):
     """GCRA with `limit` per `window` and room for `burst` at once."""
 
     def __init__(self, limit: int, window: float, burst: int | None = None) -> None:
@@ -264,7 +268,7 @@ class TokenBucket:
         return _bucket(result, burst, interval, capacity, increment, now)
 
     def decide(
-        self, store: LocalStore, key: str, cost: int, now: float, scale: float = 1.0
+        self, store: MemoryStore, key: str, cost: int, now: float, scale: float = 1.0
     ) -> Decision:
         burst, interval, capacity, increment = self._rate(cost, scale)
         result = store.tat(key, increment, capacity, now)

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple
 
 Clock = Callable[[], float]
 """Monotonic seconds; tests pass a fake one and move it."""
@@ -74,17 +74,22 @@ class Permit(NamedTuple):
     probe: bool
 
 
-class Window(Protocol):
-    def add(self, now: float, failure: bool, slow: bool) -> None: ...
+class Window:
+    """The calls a breaker judges by. A base class rather than a Protocol: compiled, its
+    methods are called directly, where a Protocol's are looked up by name on every call."""
+
+    def add(self, now: float, failure: bool, slow: bool) -> None:
+        raise NotImplementedError
 
     def totals(self, now: float) -> tuple[int, int, int]:
         """(calls, failures, slow calls) in the window."""
-        ...
+        raise NotImplementedError
 
-    def clear(self) -> None: ...
+    def clear(self) -> None:
+        raise NotImplementedError
 
 
-class CountWindow:
+class CountWindow(Window):
     """The last `size` calls."""
 
     def __init__(self, size: int) -> None:
@@ -109,7 +114,7 @@ class CountWindow:
         self._failures = self._slow = 0
 
 
-class TimeWindow:
+class TimeWindow(Window):
     """The calls of the last `size` seconds, aggregated in one-second buckets (as Resilience4j)."""
 
     def __init__(self, size: float) -> None:

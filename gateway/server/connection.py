@@ -678,14 +678,16 @@ def render_head(
 ) -> bytes:
     """The status line, our framing fields, Date unless `dated` (the answer has one), the
     answer's fields, the lines the prepare hooks rendered, CRLF."""
-    lines = [f"HTTP/1.1 {status} {reason or _reason(status)}\r\n"]
-    lines += [f"{field}\r\n" for field in framing]
+    # One join over all the pieces: a string per line, then joined, cost twice as much.
+    parts = ["HTTP/1.1 ", str(status), " ", reason or _reason(status), "\r\n"]
+    for field in framing:
+        parts += (field, "\r\n")
     if not dated:
-        lines.append(f"Date: {DATE.now()}\r\n")
-    lines += [f"{name}: {value}\r\n" for name, value in fields]
-    lines.append(rendered)
-    lines.append("\r\n")
-    return "".join(lines).encode("utf-8", "surrogateescape")
+        parts += ("Date: ", DATE.now(), "\r\n")
+    for name, value in fields:
+        parts += (name, ": ", value, "\r\n")
+    parts += (rendered, "\r\n")
+    return "".join(parts).encode("utf-8", "surrogateescape")
 
 
 def _reason(status: int) -> str:

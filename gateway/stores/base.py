@@ -1,6 +1,6 @@
 """The small interface every rate-limit store offers: two atomic decisions, a reset, a close.
 
-An in-process store also offers the two decisions as plain calls (LocalStore): the limiter's
+The in-process store (MemoryStore) also offers the two decisions as plain calls: the limiter's
 fast path takes them without a coroutine per level.
 
 Both decisions are check-and-take in one step: a request over the limit takes nothing. A cost
@@ -59,20 +59,3 @@ class LimitStore(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-class LocalStore(Protocol):
-    """The decisions of LimitStore, answered at once (an in-process store)."""
-
-    def window(
-        self,
-        key: str,
-        previous_key: str,
-        weight: float,
-        limit: float,
-        cost: int,
-        ttl: float,
-        now: float,
-    ) -> WindowCount: ...
-
-    def tat(self, key: str, increment: float, capacity: float, now: float) -> ArrivalTime: ...

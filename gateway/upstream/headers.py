@@ -68,7 +68,8 @@ def upstream_fields(
     kept: Fields = []
     prior: list[str] = []  # X-Forwarded-For hops so far
     has_proto = has_host = False
-    for lower, field in zip(lowered, fields, strict=True):
+    for index, field in enumerate(fields):
+        lower = lowered[index]
         if lower in dropped or lower == "x-request-id":
             continue
         if lower == "x-forwarded-for" and peer:

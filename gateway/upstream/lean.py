@@ -192,8 +192,12 @@ class _Connection(asyncio.Protocol):
 
     def _wake(self) -> None:
         waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            # Once woken, a wait needs no second call: the head, the body and the end
+            # usually come in one read, each wanting to wake it.
+            self.waiter = None
+            if not waiter.done():  # not cancelled meanwhile
+                waiter.set_result(None)
 
     def _fail(self, error: BaseException) -> None:
         if self.error is None:
@@ -596,19 +600,27 @@ def _head(
 ) -> tuple[bytes, bool]:
     """The request line and fields as sent, and whether the body goes chunked."""
     chunked = False
-    lines = [f"{name}: {value}\r\n" for name, value in fields]
+    # One join over all the pieces: a string per field line, then joined, cost twice as much.
+    parts = [method, " ", target, " HTTP/1.1\r\n"]
+    for name, value in fields:
+        parts += (name, ": ", value, "\r\n")
+    lines = len(fields)
     if body is None:
         if method not in _BODYLESS and not _has_length(fields):
-            lines.append("Content-Length: 0\r\n")
+            parts.append("Content-Length: 0\r\n")
+            lines += 1
     elif isinstance(body, bytes):
         if not _has_length(fields):
-            lines.append(f"Content-Length: {len(body)}\r\n")
+            parts += ("Content-Length: ", str(len(body)), "\r\n")
+            lines += 1
     elif not _has_length(fields):
-        lines.append("Transfer-Encoding: chunked\r\n")
+        parts.append("Transfer-Encoding: chunked\r\n")
+        lines += 1
         chunked = True
-    text = f"{method} {target} HTTP/1.1\r\n{''.join(lines)}\r\n"
+    parts.append("\r\n")
+    text = "".join(parts)
     # A CR or LF inside a name or value would split the head: header injection.
-    breaks = len(lines) + 2
+    breaks = lines + 2
     if text.count("\n") != breaks or text.count("\r") != breaks:
         raise UpstreamConnectError("A request header carries a line break")
     return text.encode("utf-8", "surrogateescape"), chunked
