@@ -681,12 +681,19 @@ def render_head(
     # One join over all the pieces: a string per line, then joined, cost twice as much.
     parts = ["HTTP/1.1 ", str(status), " ", reason or _reason(status), "\r\n"]
     for field in framing:
-        parts += (field, "\r\n")
+        parts.append(field)
+        parts.append("\r\n")
     if not dated:
-        parts += ("Date: ", DATE.now(), "\r\n")
+        parts.append("Date: ")
+        parts.append(DATE.now())
+        parts.append("\r\n")
     for name, value in fields:
-        parts += (name, ": ", value, "\r\n")
-    parts += (rendered, "\r\n")
+        parts.append(name)
+        parts.append(": ")
+        parts.append(value)
+        parts.append("\r\n")
+    parts.append(rendered)
+    parts.append("\r\n")
     return "".join(parts).encode("utf-8", "surrogateescape")
 
 

@@ -603,7 +603,10 @@ def _head(
     # One join over all the pieces: a string per field line, then joined, cost twice as much.
     parts = [method, " ", target, " HTTP/1.1\r\n"]
     for name, value in fields:
-        parts += (name, ": ", value, "\r\n")
+        parts.append(name)
+        parts.append(": ")
+        parts.append(value)
+        parts.append("\r\n")
     lines = len(fields)
     if body is None:
         if method not in _BODYLESS and not _has_length(fields):
@@ -611,7 +614,9 @@ def _head(
             lines += 1
     elif isinstance(body, bytes):
         if not _has_length(fields):
-            parts += ("Content-Length: ", str(len(body)), "\r\n")
+            parts.append("Content-Length: ")
+            parts.append(str(len(body)))
+            parts.append("\r\n")
             lines += 1
     elif not _has_length(fields):
         parts.append("Transfer-Encoding: chunked\r\n")
