@@ -65,6 +65,9 @@ class _Connection(asyncio.Protocol):
         self.counted = True  # in the pool's count of open connections
         self.reused = False  # it already carried a response: it may have gone stale
         self.parser: httptools.HttpResponseParser | None = None
+        # The parser of a response that ended cleanly, for the next one: llhttp reads one
+        # message after another, and making a parser costs as much as parsing a small head.
+        self.spare: httptools.HttpResponseParser | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.drain: asyncio.Future[None] | None = None
         self.paused_writing = False
@@ -146,6 +149,13 @@ class _Connection(asyncio.Protocol):
 
     # --- httptools callbacks ---
 
+    def on_message_begin(self) -> None:
+        if self.complete:
+            # Bytes past the end of the answer, in the same read: an upstream out of step
+            # with its own framing. Neither the connection nor its parser is used again.
+            self.spare = None
+            self.keep_alive = False
+
     def on_status(self, status: bytes) -> None:
         self.reason += status
 
@@ -181,6 +191,7 @@ class _Connection(asyncio.Protocol):
             self.raw_headers = []
             self.reason = b""
             return
+        self.spare = self.parser
         self._message_done()
 
     # --- the request side ---
@@ -443,7 +454,9 @@ class LeanUpstreamClient:
         transport = conn.transport
         assert transport is not None
         conn._reset(head=method == "HEAD")
-        conn.parser = httptools.HttpResponseParser(conn)
+        parser = conn.spare
+        conn.spare = None
+        conn.parser = parser if parser is not None else httptools.HttpResponseParser(conn)
         body_task: asyncio.Task[None] | None = None
         if body is None:
             transport.write(head)
@@ -600,7 +613,7 @@ def _head(
 ) -> tuple[bytes, bool]:
     """The request line and fields as sent, and whether the body goes chunked."""
     chunked = False
-    # One join over all the pieces: a string per field line, then joined, cost twice as much.
+    # One join over all the pieces: a string per field line, then joined, cost more.
     parts = [method, " ", target, " HTTP/1.1\r\n"]
     for name, value in fields:
         parts.append(name)

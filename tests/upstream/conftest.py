@@ -159,6 +159,7 @@ class RawUpstream:
     answer: bytes
     heads: list[bytes]
     server: asyncio.Server | None = None
+    connections: int = 0
 
     @property
     def url(self) -> str:
@@ -170,6 +171,7 @@ class RawUpstream:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
             while head := await reader.readuntil(b"\r\n\r\n"):
                 self.heads.append(head)

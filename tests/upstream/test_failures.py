@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import GatewayFactory, free_port, policy_text
-from tests.upstream.conftest import ROUTES, RawConnection
+from tests.upstream.conftest import ROUTES, RawConnection, RawUpstream
 
 PROBLEM = "application/problem+json"
 
@@ -135,6 +135,30 @@ async def test_keep_alive_connection_is_reused_after_an_error_answer(
         assert following.json()["raw_path"] == "/echo/next"
     finally:
         await connection.close()
+
+
+async def test_bytes_after_an_upstream_answer_do_not_reach_the_next_request(
+    make_gateway: GatewayFactory, upstream_client: str
+) -> None:
+    """An upstream that sends the start of another answer after each one: every request still
+    gets its own answer, and no connection that carried such bytes is used again."""
+    upstream = RawUpstream(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 2", [])
+    await upstream.start()
+    try:
+        gw = await make_gateway(policy_text(ROUTES, upstream.url))
+        connection = await RawConnection.open(gw.gateway.addresses["proxy"])
+        try:
+            for _ in range(3):
+                await connection.send(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+                answer = await connection.response()
+                assert (answer.status, answer.body) == (200, b"ok")
+        finally:
+            await connection.close()
+        assert len(upstream.heads) == 3  # each request reached the upstream once
+        if upstream_client == "lean":  # aiohttp's client drops such bytes and keeps the connection
+            assert upstream.connections == 3
+    finally:
+        await upstream.stop()
 
 
 ROUTES_WITH_DEAD = """
