@@ -6,7 +6,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
@@ -150,21 +150,21 @@ def _needs_restart(old: Policy, new: Policy) -> list[str]:
 
 
 STATE = web.AppKey("gateway_state", GatewayState)
-REQUEST_ID = web.RequestKey("request_id", str)
-ROUTE = web.RequestKey("route", RouteRuntime)
-CLIENT_IP = web.RequestKey("client_ip", str)
-BYTES_IN = web.RequestKey("bytes_in", int)
-BYTES_OUT = web.RequestKey("bytes_out", int)
-UPSTREAM_SECONDS = web.RequestKey("upstream_seconds", float)
+REQUEST_ID: Final = web.RequestKey("request_id", str)
+ROUTE: Final = web.RequestKey("route", RouteRuntime)
+CLIENT_IP: Final = web.RequestKey("client_ip", str)
+BYTES_IN: Final = web.RequestKey("bytes_in", int)
+BYTES_OUT: Final = web.RequestKey("bytes_out", int)
+UPSTREAM_SECONDS: Final = web.RequestKey("upstream_seconds", float)
 """Time until the upstream's response headers, for the access log."""
-RETRIES = web.RequestKey("retries", int)
+RETRIES: Final = web.RequestKey("retries", int)
 """Upstream attempts beyond the first, set by the upstream step; error events report it."""
-UNENFORCED = web.RequestKey("unenforced_rejection", Rejection)
+UNENFORCED: Final = web.RequestKey("unenforced_rejection", Rejection)
 """A rejection a step decided but did not enforce (attack detection in detect mode): the request
 goes on, and the capture step still emits its error event."""
-BREAKER_STATE = web.RequestKey("breaker_state", str)
+BREAKER_STATE: Final = web.RequestKey("breaker_state", str)
 """The route's breaker state seen by this request (closed, open, half_open); for error events."""
-BODY = web.RequestKey("body", bytes)
+BODY: Final = web.RequestKey("body", bytes)
 """The request body, once a step had to read it whole (validation, retries); the proxy then
 sends these bytes, with their own Content-Length, instead of streaming the client's body."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from typing import Final
 
 from gateway.errors import BadRequest, Rejection
 
@@ -19,7 +20,7 @@ CATEGORIES = (
 )
 """What `errors.capture` lists by default; an upstream 5xx passing through is `upstream_5xx`."""
 
-UPSTREAM_5XX = "upstream_5xx"
+UPSTREAM_5XX: Final = "upstream_5xx"
 
 EXTRA_DEFAULTS = ("store_unavailable", "bulkhead_full", "retry_budget_exhausted")
 """Other 5xx answers of the gateway's own, captured by default too."""

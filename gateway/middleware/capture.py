@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Final
 
 from gateway.capture.events import ErrorEvent, build_event, exception_info
 from gateway.capture.reasons import UPSTREAM_5XX
@@ -30,11 +31,12 @@ from gateway.state import (
     UPSTREAM_SECONDS,
 )
 
-log = get_logger("gateway.capture")
+log: Final = get_logger("gateway.capture")
+perf_counter: Final = time.perf_counter  # a constant: compiled, read without a lookup
 
 
 async def capture(request: ProxyRequest, handler: Handler) -> Answer:
-    started = time.perf_counter()
+    started = perf_counter()
     state = request.state
     service = state.capture
     unexpected: Exception | None = None
@@ -136,7 +138,7 @@ def _event(
         client_ip=request.get(CLIENT_IP) or request.remote,
         client_mode=config.client,
         client_salt=service.salt,
-        duration=time.perf_counter() - started,
+        duration=perf_counter() - started,
         request_id=request.get(REQUEST_ID),
         upstream=matched.upstream.host if matched is not None else None,
         upstream_seconds=request.get(UPSTREAM_SECONDS),

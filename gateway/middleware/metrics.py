@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from time import perf_counter
+import time
+from typing import Final
 
 from aiohttp import web
 
@@ -12,9 +13,12 @@ from gateway.server.connection import Answer, Handler, StreamedAnswer
 from gateway.server.request import ProxyRequest
 from gateway.state import BYTES_IN, BYTES_OUT, ROUTE, UPSTREAM_SECONDS
 
-access_log = get_logger("gateway.access")
+# A module constant rather than an imported name: compiled, it is read without a lookup.
+perf_counter: Final = time.perf_counter
 
-CLIENT_CLOSED = 499
+access_log: Final = get_logger("gateway.access")
+
+CLIENT_CLOSED: Final = 499
 """Status recorded when the client went away before the answer (nginx's convention)."""
 
 

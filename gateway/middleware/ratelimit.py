@@ -6,10 +6,10 @@ Decision headers reach every response, streamed ones included, through a prepare
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
-from time import perf_counter
 from types import MappingProxyType
-from typing import get_args
+from typing import Final, get_args
 
 from aiohttp import web
 
@@ -24,9 +24,12 @@ from gateway.server.request import ProxyRequest
 from gateway.state import CLIENT_IP, ROUTE
 from gateway.stores import LimitStore, MemoryStore
 
-log = get_logger("gateway.ratelimit")
+# A module constant rather than an imported name: compiled, it is read without a lookup.
+perf_counter: Final = time.perf_counter
 
-VERDICT = web.RequestKey("ratelimit_verdict", Verdict)
+log: Final = get_logger("gateway.ratelimit")
+
+VERDICT: Final = web.RequestKey("ratelimit_verdict", Verdict)
 
 
 class Meters:
@@ -51,9 +54,9 @@ class Meters:
         self.local = store if isinstance(store, MemoryStore) and not limiter.queues else None
 
 
-OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
-_new = tuple.__new__
-_NO_FIELDS: Mapping[str, str] = MappingProxyType({})
+OUTCOMES: Final[tuple[Outcome, ...]] = get_args(Outcome)
+_new: Final = tuple.__new__
+_NO_FIELDS: Final[Mapping[str, str]] = MappingProxyType({})
 """The header fields of a request for keys that read none: the map is built only when read."""
 
 

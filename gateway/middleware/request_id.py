@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from gateway.observability.request_log import LOGGED_REQUEST_ID, mint_request_id
 from gateway.server.connection import Answer, Handler, drop_fields
@@ -10,8 +11,8 @@ from gateway.server.request import ProxyRequest
 from gateway.state import REQUEST_ID
 
 # Ids travel into logs and upstream headers: accept only short, printable, header-safe ones.
-_WELL_FORMED = re.compile(r"^[A-Za-z0-9._:+=/-]{1,128}$")
-X_REQUEST_ID = frozenset({"x-request-id"})
+_WELL_FORMED: Final = re.compile(r"^[A-Za-z0-9._:+=/-]{1,128}$")
+X_REQUEST_ID: Final = frozenset({"x-request-id"})
 
 
 async def request_id(request: ProxyRequest, handler: Handler) -> Answer:

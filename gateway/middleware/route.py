@@ -3,6 +3,8 @@ that is not HTTP/1.0 or 1.1 with 400, before any route sees it)."""
 
 from __future__ import annotations
 
+from typing import Final
+
 from aiohttp import HttpVersion10, HttpVersion11
 
 from gateway.errors import BadRequest, NoRouteMatched
@@ -11,7 +13,7 @@ from gateway.server.request import ProxyRequest
 from gateway.state import CLIENT_IP, ROUTE
 from gateway.upstream.headers import client_address
 
-_HTTP_1 = (HttpVersion10, HttpVersion11)
+_HTTP_1: Final = (HttpVersion10, HttpVersion11)
 
 
 async def route(request: ProxyRequest, handler: Handler) -> Answer:

@@ -3,6 +3,8 @@ the body checks and the sanitizer; the rewritten body goes to the proxy through 
 
 from __future__ import annotations
 
+from typing import Final
+
 from aiohttp import web
 
 from gateway.errors import ContentLengthMismatch, Rejection
@@ -16,10 +18,10 @@ from gateway.validation.body import read_bounded, too_large
 from gateway.validation.limits import MediaType, RequestHead
 from gateway.validation.validator import BodyOutcome, Validator
 
-log = get_logger("gateway.validation")
-_new = tuple.__new__
+log: Final = get_logger("gateway.validation")
+_new: Final = tuple.__new__
 
-VALIDATED = web.RequestKey("validated_body", BodyOutcome)
+VALIDATED: Final = web.RequestKey("validated_body", BodyOutcome)
 """The decoded body (JSON document or form fields) for the steps after this one."""
 
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 import contextvars
 import random
 from collections.abc import Callable
-from typing import Literal
+from typing import Final, Literal
 
-LOGGED_REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+LOGGED_REQUEST_ID: Final[contextvars.ContextVar[str | None]] = contextvars.ContextVar(
     "gateway_request_id", default=None
 )
 """The request being served, set by the request_id step: one ContextVar.set per request,
 where structlog's bind_contextvars costs a microsecond."""
 
-_random_bits = random.getrandbits
+_random_bits: Final = random.getrandbits
 
 
 def mint_request_id() -> str:

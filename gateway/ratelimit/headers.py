@@ -11,20 +11,21 @@ header map, then rendered from it, cost more than the rest of the decision.
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from gateway.ratelimit.limiter import RouteLimiter, Verdict
 from gateway.server.connection import Answer, drop_fields
 
-DRAFT = frozenset({"ratelimit-policy", "ratelimit"})
-LEGACY = frozenset({"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"})
-_NAMES = {  # by (draft fields on, legacy fields on)
+DRAFT: Final = frozenset({"ratelimit-policy", "ratelimit"})
+LEGACY: Final = frozenset({"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"})
+_NAMES: Final = {  # by (draft fields on, legacy fields on)
     (True, True): DRAFT | LEGACY,
     (True, False): DRAFT,
     (False, True): LEGACY,
     (False, False): frozenset(),
 }
 
-_ceil = math.ceil
+_ceil: Final = math.ceil
 
 
 def whole_seconds(seconds: float) -> int:

@@ -17,7 +17,7 @@ import time
 import zoneinfo
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Final, Literal, NamedTuple
 
 from gateway.errors import StoreUnavailable
 from gateway.policy.ratelimit import RateLimitRule
@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # the step binds a limiter's meters; it imports this module
 
 # A NamedTuple's own constructor is a Python-level call; tuple.__new__ builds the same object
 # at a third of the cost, on a path taken by every request.
-_new = tuple.__new__
+_new: Final = tuple.__new__
 
 QUEUE_POLL = 0.05
 """While queued for a concurrency slot, how often the store is asked again (other replicas)."""

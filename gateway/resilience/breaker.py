@@ -20,12 +20,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, NamedTuple
+from typing import Final, Literal, NamedTuple
 
 Clock = Callable[[], float]
 """Monotonic seconds; tests pass a fake one and move it."""
 
-_new = tuple.__new__  # a NamedTuple without its Python-level constructor
+_new: Final = tuple.__new__  # a NamedTuple without its Python-level constructor
 
 
 class State(StrEnum):

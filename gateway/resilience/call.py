@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Final
 
 from multidict import CIMultiDictProxy
 
@@ -33,7 +34,7 @@ from gateway.state import BODY, BYTES_IN, RETRIES
 from gateway.upstream.client import UpstreamResponse
 from gateway.upstream.headers import Fields, set_field
 
-log = get_logger("gateway.resilience")
+log: Final = get_logger("gateway.resilience")
 
 Body = bytes | AsyncIterable[bytes] | None
 

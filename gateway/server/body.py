@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Final, Protocol
 
 from aiohttp.http_exceptions import PayloadEncodingError, TransferEncodingError
 
-HIGH_WATER = 256 * 1024
+HIGH_WATER: Final = 256 * 1024
 """Buffered body bytes at which the connection stops reading from the client."""
 
 

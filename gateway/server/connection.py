@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 from aiohttp import HttpVersion, HttpVersion10, HttpVersion11, web
@@ -27,17 +27,19 @@ from gateway.upstream.headers import Fields, IPNetwork, field_text, peer_facts
 if TYPE_CHECKING:
     from gateway.server.listener import ProxyServer
 
-MAX_HEADERS = 128
+MAX_HEADERS: Final = 128
 """Header fields a request may carry (aiohttp's default); more is a 431."""
-MAX_QUEUED = 32
+MAX_QUEUED: Final = 32
 """Pipelined requests parsed ahead of the one being answered before reading pauses (aiohttp's
 bound); reading resumes once half of them are answered."""
-LINGER = 10.0
+LINGER: Final = 10.0
 """Seconds an unread body is still read and discarded after the answer (aiohttp's lingering)."""
-NO_BODY = frozenset({204, 304})
+NO_BODY: Final = frozenset({204, 304})
 """Statuses whose answers never carry a body (RFC 9110 §6.4.1)."""
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_VERSIONS = {"1.1": HttpVersion11, "1.0": HttpVersion10}
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_HTTP_11: Final = HttpVersion11  # constants: compiled, read without a lookup by name
+_HTTP_10: Final = HttpVersion10
+_VERSIONS: Final = {"1.1": _HTTP_11, "1.0": _HTTP_10}
 
 
 class StreamedAnswer:
@@ -95,7 +97,7 @@ class _DateHeader:
         return self._value
 
 
-DATE = _DateHeader()
+DATE: Final = _DateHeader()
 
 
 def drop_fields(answer: Answer, names: frozenset[str]) -> None:
@@ -355,10 +357,10 @@ class HttpConnection(asyncio.Protocol):
                     codings += [coding.strip().lower() for coding in value.split(",")]
             elif size == 6 and not expect and name.lower() == "expect":
                 expect = value
-        if hosts > 1 or (host is None and version == HttpVersion11):
+        if hosts > 1 or (host is None and version == _HTTP_11):
             raise BadRequest("A request needs exactly one Host header")
         chunked = bool(codings)
-        if chunked and (version != HttpVersion11 or codings != ["chunked"]):
+        if chunked and (version != _HTTP_11 or codings != ["chunked"]):
             # Only chunked is decoded here; forwarding a body still under another coding
             # without saying so would change it, and HTTP/1.0 has no transfer codings.
             raise BadRequest("Transfer-Encoding other than one chunked coding is not served")
@@ -367,7 +369,7 @@ class HttpConnection(asyncio.Protocol):
         has_body = bool(length) or chunked
         if has_body:
             self._body = body
-            if version == HttpVersion11 and "100-continue" in expect.lower():
+            if version == _HTTP_11 and "100-continue" in expect.lower():
                 body.expects_continue = True
         else:
             body.finish()
@@ -529,7 +531,7 @@ class HttpConnection(asyncio.Protocol):
         elif not no_body:
             if length is not None:
                 framing.append(f"Content-Length: {length}")
-            elif request.version == HttpVersion11:
+            elif request.version == _HTTP_11:
                 self._chunked = True
                 framing.append("Transfer-Encoding: chunked")
             else:
@@ -537,7 +539,7 @@ class HttpConnection(asyncio.Protocol):
         if not keep_alive:
             framing.append("Connection: close")
             self._closing = True
-        elif request.version == HttpVersion10:
+        elif request.version == _HTTP_10:
             framing.append("Connection: keep-alive")
         self._head = render_answer_head(answer, framing, lines)
 

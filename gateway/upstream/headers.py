@@ -5,14 +5,15 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Iterable
+from typing import Final
 
 # RFC 9110 §7.6.1, plus Proxy-Connection (a legacy non-standard spelling that must never travel).
 # Expect is answered by our own server (it sends 100 Continue), so it must not travel either.
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade"}
 )
-_NOT_FORWARDED_UPSTREAM = HOP_BY_HOP | {"expect", "host", "content-length"}
-_NOT_FORWARDED_DOWNSTREAM = HOP_BY_HOP | {"content-length"}
+_NOT_FORWARDED_UPSTREAM: Final = HOP_BY_HOP | {"expect", "host", "content-length"}
+_NOT_FORWARDED_DOWNSTREAM: Final = HOP_BY_HOP | {"content-length"}
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

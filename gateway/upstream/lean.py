@@ -16,7 +16,7 @@ import ssl
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from typing import cast
+from typing import Final, cast
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -26,14 +26,14 @@ from gateway.upstream.client import Timeouts, UpstreamResponse
 from gateway.upstream.headers import Fields, field_text
 
 # RFC 9110 §9.2.2; the methods aiohttp and nginx retry on a connection found stale.
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+_IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 # Methods for which aiohttp adds no `Content-Length: 0` to a request without a body.
-_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-_HIGH_WATER = 256 * 1024
+_BODYLESS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+_HIGH_WATER: Final = 256 * 1024
 """Buffered response bytes at which reading from the upstream pauses (the client is slow)."""
-_FRAMING = frozenset({"content-length", "transfer-encoding"})
+_FRAMING: Final = frozenset({"content-length", "transfer-encoding"})
 """A response with neither field (and a body) ends when the upstream closes the connection."""
-_INLINE_BODY = 16 * 1024
+_INLINE_BODY: Final = 16 * 1024
 """Bodies up to this size travel in the same write as the head."""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Final
 
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -17,7 +18,7 @@ from gateway.upstream.client import CHUNK_SIZE, UpstreamResponse
 from gateway.upstream.headers import Fields, downstream_fields, upstream_fields
 from gateway.upstream.websocket import proxy_websocket
 
-log = get_logger("gateway.upstream")
+log: Final = get_logger("gateway.upstream")
 
 
 async def proxy(request: ProxyRequest) -> Answer:
