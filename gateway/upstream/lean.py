@@ -174,7 +174,12 @@ class _Connection(asyncio.Protocol):
         if self.head:
             raise _HeadDone
         if status not in (204, 304):
-            self.until_close = not any(name.lower() in _FRAMING for name, _ in self.raw_headers)
+            self.until_close = True
+            for name, _ in self.raw_headers:
+                size = len(name)  # content-length or transfer-encoding; the rest by length
+                if (size == 14 or size == 17) and name.lower() in _FRAMING:
+                    self.until_close = False
+                    break
         self._wake()
 
     def on_body(self, body: bytes) -> None:
