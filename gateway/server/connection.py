@@ -316,7 +316,7 @@ class HttpConnection(asyncio.Protocol):
                 f"A header field or the request line is longer than {self._max_field} bytes"
             )
         # Decoded as they come (names as latin-1, values as UTF-8 with undecodable bytes kept
-        # as surrogates, as aiohttp does), so the head's map is built in C at its end.
+        # as surrogates, as aiohttp does): the steps read the list, a map is made if asked.
         self._headers.append((name.decode("latin-1"), field_text(value)))
         self._header_bytes += size + 4  # name, ": ", value, CRLF: the bytes the client sent
 

@@ -14,6 +14,8 @@ HOP_BY_HOP = frozenset(
 )
 _NOT_FORWARDED_UPSTREAM: Final = HOP_BY_HOP | {"expect", "host", "content-length"}
 _NOT_FORWARDED_DOWNSTREAM: Final = HOP_BY_HOP | {"content-length"}
+_USUAL_CONNECTION: Final = frozenset({"keep-alive", "close", "Keep-Alive", "Close"})
+"""Connection values that name nothing beyond what is dropped anyway (nearly all of them)."""
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -60,7 +62,7 @@ def upstream_fields(
     for field in fields:
         lower = field[0].lower()
         lowered.append(lower)
-        if lower == "connection":
+        if lower == "connection" and field[1] not in _USUAL_CONNECTION:
             tokens = _connection_tokens(field[1])
             if not tokens <= dropped:  # keep-alive and close are dropped anyway
                 dropped = dropped | tokens
@@ -121,7 +123,7 @@ def downstream_fields(fields: Fields) -> tuple[Fields, set[str], str | None]:
             if lower == "content-length":
                 if length is None:
                     length = field[1]
-            elif lower == "connection":
+            elif lower == "connection" and field[1] not in _USUAL_CONNECTION:
                 tokens = _connection_tokens(field[1])
                 if not tokens <= _NOT_FORWARDED_DOWNSTREAM:
                     listed = tokens if listed is None else listed | tokens
