@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from typing import Final
 
 from aiohttp import web
 
 from gateway.observability.logs import get_logger
+from gateway.observability.metrics import perf_counter
 from gateway.observability.request_log import access_wanted
 from gateway.server.connection import Answer, Handler, StreamedAnswer
 from gateway.server.request import ProxyRequest
 from gateway.state import BYTES_IN, BYTES_OUT, ROUTE, UPSTREAM_SECONDS
-
-# A module constant rather than an imported name: compiled, it is read without a lookup.
-perf_counter: Final = time.perf_counter
 
 access_log: Final = get_logger("gateway.access")
 

@@ -6,7 +6,6 @@ Decision headers reach every response, streamed ones included, through a prepare
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final, get_args
@@ -15,7 +14,7 @@ from aiohttp import web
 
 from gateway.errors import RateLimited, StoreUnavailable
 from gateway.observability.logs import get_logger
-from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.metrics import GatewayMetrics, perf_counter
 from gateway.ratelimit.headers import rate_limit_lines, whole_seconds
 from gateway.ratelimit.identity import RequestFacts
 from gateway.ratelimit.limiter import Outcome, RouteLimiter, Verdict
@@ -23,9 +22,6 @@ from gateway.server.connection import Answer, Handler
 from gateway.server.request import ProxyRequest
 from gateway.state import CLIENT_IP, ROUTE
 from gateway.stores import LimitStore, MemoryStore
-
-# A module constant rather than an imported name: compiled, it is read without a lookup.
-perf_counter: Final = time.perf_counter
 
 log: Final = get_logger("gateway.ratelimit")
 

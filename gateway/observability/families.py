@@ -107,10 +107,7 @@ class Family(Collector, Generic[Child]):
         return child
 
     def only(self) -> Child:
-        """The one child of a family without labels (to bind it where it is updated)."""
-        return self._one()
-
-    def _one(self) -> Child:
+        """The one child of a family without labels (bound once where it is updated often)."""
         if self._solo is None:
             raise ValueError(f"{self.name} has labels {self.labelnames}: use .labels()")
         return self._solo
@@ -138,7 +135,7 @@ class Counter(Family[CounterChild]):
         return CounterChild()
 
     def inc(self, amount: float = 1.0) -> None:
-        self._one().inc(amount)
+        self.only().inc(amount)
 
     def _metric_name(self) -> str:
         return self.name.removesuffix("_total")  # the exposition adds it back to each sample
@@ -157,13 +154,13 @@ class Gauge(Family[GaugeChild]):
         return GaugeChild()
 
     def inc(self, amount: float = 1.0) -> None:
-        self._one().inc(amount)
+        self.only().inc(amount)
 
     def dec(self, amount: float = 1.0) -> None:
-        self._one().dec(amount)
+        self.only().dec(amount)
 
     def set(self, value: float) -> None:
-        self._one().set(value)
+        self.only().set(value)
 
     def collect(self) -> Iterable[Metric]:
         metric = Metric(self.name, self.documentation, self.kind)
@@ -194,7 +191,7 @@ class Histogram(Family[HistogramChild]):
         return HistogramChild(self.bounds)
 
     def observe(self, amount: float) -> None:
-        self._one().observe(amount)
+        self.only().observe(amount)
 
     def collect(self) -> Iterable[Metric]:
         metric = Metric(self.name, self.documentation, self.kind)

@@ -7,6 +7,9 @@ ever becomes a label.
 
 from __future__ import annotations
 
+import time
+from typing import Final
+
 from prometheus_client import (
     CollectorRegistry,
     PlatformCollector,
@@ -15,6 +18,11 @@ from prometheus_client import (
 
 from gateway.observability.families import Counter, CounterChild, Gauge, Histogram
 from gateway.policy.model import HTTP_METHODS
+
+perf_counter: Final = time.perf_counter
+"""The request path's timer. A Final: compiled code, here and in the modules that import it,
+reads it as a C static, where `from time import perf_counter` would be a lookup in the
+importing module's dict on each use."""
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 

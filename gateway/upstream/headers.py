@@ -14,8 +14,6 @@ HOP_BY_HOP = frozenset(
 )
 _NOT_FORWARDED_UPSTREAM: Final = HOP_BY_HOP | {"expect", "host", "content-length"}
 _NOT_FORWARDED_DOWNSTREAM: Final = HOP_BY_HOP | {"content-length"}
-_USUAL_CONNECTION: Final = frozenset({"keep-alive", "close", "Keep-Alive", "Close"})
-"""Connection values that name nothing beyond what is dropped anyway (nearly all of them)."""
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -30,11 +28,23 @@ def field_text(raw: bytes) -> str:
         return raw.decode("utf-8", "surrogateescape")
 
 
-# A peer sends the same Connection value on every message ("keep-alive", mostly).
-@functools.lru_cache(maxsize=256)
+_TOKENS: Final[dict[str, frozenset[str]]] = {}
+"""Connection values met so far, expanded: a peer sends the same one on every message."""
+
+
 def _connection_tokens(value: str) -> frozenset[str]:
-    """The field names a Connection value lists, lower-cased."""
-    return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
+    """The field names a Connection value lists, lower-cased.
+
+    Remembered in a plain dict, up to a bound (a flood of new values empties it rather than
+    growing it): compiled, its lookup is a direct call, where lru_cache's cost 700 instructions."""
+    tokens = _TOKENS.get(value)
+    if tokens is None:
+        if len(_TOKENS) >= 256:
+            _TOKENS.clear()
+        tokens = _TOKENS[value] = frozenset(
+            t.strip().lower() for t in value.split(",") if t.strip()
+        )
+    return tokens
 
 
 Fields = list[tuple[str, str]]
@@ -62,7 +72,7 @@ def upstream_fields(
     for field in fields:
         lower = field[0].lower()
         lowered.append(lower)
-        if lower == "connection" and field[1] not in _USUAL_CONNECTION:
+        if lower == "connection":
             tokens = _connection_tokens(field[1])
             if not tokens <= dropped:  # keep-alive and close are dropped anyway
                 dropped = dropped | tokens
@@ -123,7 +133,7 @@ def downstream_fields(fields: Fields) -> tuple[Fields, set[str], str | None]:
             if lower == "content-length":
                 if length is None:
                     length = field[1]
-            elif lower == "connection" and field[1] not in _USUAL_CONNECTION:
+            elif lower == "connection":
                 tokens = _connection_tokens(field[1])
                 if not tokens <= _NOT_FORWARDED_DOWNSTREAM:
                     listed = tokens if listed is None else listed | tokens
